@@ -1,0 +1,33 @@
+/* Helpers shared by the Lua bindings (one file per feature, DESIGN.md §8). */
+#ifndef ML_BIND_H
+#define ML_BIND_H
+
+#include "lauxlib.h"
+#include "lua.h"
+#include "ml_internal.h"
+
+/* The current task, or a Lua error naming the primitive and why it cannot run. */
+ml_task *ml_bind_task(lua_State *L, const char *prim);
+/* For primitives that wait. The Lua half has already checked, with
+ * coroutine.isyieldable(), that the task can yield here. */
+ml_task *ml_bind_wait_task(lua_State *L, const char *prim);
+int ml_bind_cannot_wait(lua_State *L); /* core.cannot_wait(name): raises */
+/* If the task is cancelled, arrange for the cancellation to be delivered after
+ * one trip through the loop and return 1: the caller returns lua_yield(L, 0). */
+int ml_bind_cancelled(ml_task *t);
+/* "file:line" of the first caller outside moonline's own Lua files. */
+void ml_bind_where(lua_State *L, char *buf, size_t n);
+
+/* Resource handles: a userdata holding one ml_res* (NULL once closed). */
+ml_res **ml_box_new(lua_State *L, ml_res *r, const char *mt);
+ml_res *ml_box_get(lua_State *L, int idx, const char *mt); /* NULL when closed */
+int ml_box_gc(lua_State *L); /* __gc: a handle dropped while open is a leak */
+int ml_box_close(lua_State *L); /* :close() */
+int ml_box_tostring(lua_State *L);
+void ml_bind_class(lua_State *L, const char *mt, const luaL_Reg *methods);
+
+int ml_open_task(lua_State *L); /* fills the module table at -1 */
+int ml_open_timer(lua_State *L);
+int ml_open_tcp(lua_State *L);
+
+#endif

@@ -1,0 +1,153 @@
+/* The loop: one libuv loop per process and the ready queue of tasks. Tasks
+ * are resumed only here, in FIFO order, at most `budget` of them between two
+ * polls for I/O, so a burst of completions cannot starve the network. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lauxlib.h"
+#include "ml_internal.h"
+
+static const char LOOP_KEY = 'L'; /* registry key: its address */
+
+ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L)
+{
+  ml_loop *loop = calloc(1, sizeof *loop);
+  if (!loop) return NULL;
+  if (!uv) {
+    uv = malloc(sizeof *uv);
+    if (!uv || uv_loop_init(uv) != 0) {
+      free(uv);
+      free(loop);
+      return NULL;
+    }
+    loop->own_uv = 1;
+  }
+  loop->uv = uv;
+  loop->L = L;
+  loop->budget = 256;
+  loop->cleanup_default_ns = 5000000000ull;
+  loop->trampoline_ref = LUA_NOREF;
+  ml_list_init(&loop->ready);
+  ml_clock_init(loop);
+  lua_pushlightuserdata(L, (void *)&LOOP_KEY);
+  lua_pushlightuserdata(L, loop);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return loop;
+}
+
+ml_loop *ml_loop_get(lua_State *L)
+{
+  lua_pushlightuserdata(L, (void *)&LOOP_KEY);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  ml_loop *loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return loop;
+}
+
+static void on_core_close(uv_handle_t *h) { (void)h; }
+
+void ml_loop_free(ml_loop *loop)
+{
+  if (!loop) return;
+  if (!uv_is_closing((uv_handle_t *)&loop->uv_timer)) uv_close((uv_handle_t *)&loop->uv_timer, on_core_close);
+  /* let libuv finish the close callbacks of our own handle */
+  for (int i = 0; i < 8 && uv_run(loop->uv, UV_RUN_NOWAIT); i++) {
+  }
+  if (loop->own_uv) {
+    uv_loop_close(loop->uv);
+    free(loop->uv);
+  }
+  free(loop->heap);
+  free(loop);
+}
+
+void ml_loop_add_core_handle(ml_loop *loop, uv_handle_t *h)
+{
+  if (loop->ncore_handles < ML_CORE_HANDLES_MAX) loop->core_handles[loop->ncore_handles++] = h;
+}
+
+int ml_loop_is_core_handle(const ml_loop *loop, const uv_handle_t *h)
+{
+  if (h == (const uv_handle_t *)&loop->uv_timer) return 1;
+  for (int i = 0; i < loop->ncore_handles; i++)
+    if (loop->core_handles[i] == h) return 1;
+  return 0;
+}
+
+struct handle_count {
+  const ml_loop *loop;
+  int n;
+};
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+  struct handle_count *c = arg;
+  if (!ml_loop_is_core_handle(c->loop, h) && !uv_is_closing(h)) c->n++;
+}
+
+int ml_loop_handles(ml_loop *loop)
+{
+  struct handle_count c = {loop, 0};
+  uv_walk(loop->uv, count_handle, &c);
+  return c.n;
+}
+
+void ml_loop_push_ready(ml_loop *loop, ml_task *t) { ml_list_push(&loop->ready, &t->ready_link); }
+
+/* Resume up to `budget` ready tasks; returns how many ran. */
+static int run_ready(ml_loop *loop)
+{
+  int n = 0;
+  if (loop->advance_pending) {
+    uint64_t ns = loop->advance_pending;
+    loop->advance_pending = 0;
+    ml_clock_advance(loop, ns);
+  }
+  while (n < loop->budget && !ml_list_empty(&loop->ready)) {
+    ml_list *link = loop->ready.next;
+    ml_list_remove(link);
+    ml_task_resume(ml_container_of(link, ml_task, ready_link));
+    n++;
+  }
+  return n;
+}
+
+static void report_deadlock(ml_loop *loop, ml_task *until)
+{
+  ml_log(ML_LOG_ERROR,
+         "deadlock: %lld task(s) are waiting and nothing can wake them "
+         "(no timers, no I/O); cancelling task %s",
+         (long long)loop->ledger.tasks, until->name);
+  ml_task_cancel(until, "deadlock");
+}
+
+int ml_loop_run(ml_loop *loop, ml_task *until)
+{
+  int deadlocked = 0;
+  for (;;) {
+    run_ready(loop);
+    if (until && until->state == ML_TASK_DONE) return deadlocked ? -1 : 0;
+    if (!ml_list_empty(&loop->ready) || loop->advance_pending) {
+      uv_run(loop->uv, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (uv_loop_alive(loop->uv)) {
+      uv_run(loop->uv, UV_RUN_ONCE);
+      continue;
+    }
+    uint64_t due;
+    if (loop->virtual_clock && ml_clock_next(loop, &due)) {
+      uint64_t now = ml_clock_now(loop);
+      ml_clock_advance(loop, due > now ? due - now : 0);
+      continue;
+    }
+    if (!until) return 0;
+    if (deadlocked && until->state != ML_TASK_DONE) {
+      /* cancellation did not unblock it and no deadline is pending: reap */
+      ml_task_abandon(until, "deadlock persisted after cancellation");
+      continue;
+    }
+    deadlocked = 1;
+    report_deadlock(loop, until);
+  }
+}

@@ -27,7 +27,10 @@ static ml_loop *loop_create(lua_State *L)
 {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luv");
-  lua_call(L, 1, 0);
+  lua_call(L, 1, 1);
+  /* luv's loop dies with its module table (its __gc closes every handle):
+   * pin it for as long as the VM lives, whatever unloads package.loaded */
+  lua_setfield(L, LUA_REGISTRYINDEX, "moonline.core.luv");
   uv_loop_t *uv = luv_loop(L);
   if (!uv) luaL_error(L, "moonline.core: luv has no loop");
   /* a private thread whose stack C uses from loop callbacks */

@@ -40,8 +40,10 @@ int ml_bind_cannot_wait(lua_State *L)
 
 int ml_bind_cancelled(ml_task *t)
 {
-  if (!ml_task_cancelled(t)) return 0;
-  t->checkpoint = ML_CHECKPOINT_CANCEL;
+  ml_scope *s = ml_task_cancelled(t);
+  if (!s) return 0;
+  /* the same cancellation again means the script swallowed it with pcall */
+  t->checkpoint = t->delivered_scope == s->id ? ML_CHECKPOINT_CANCEL_AGAIN : ML_CHECKPOINT_CANCEL;
   return 1;
 }
 

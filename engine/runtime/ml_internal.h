@@ -31,6 +31,8 @@ int ml_scope_step(ml_scope *s, lua_State *L);
 #define ML_CHECKPOINT_NONE 0 /* a bare coroutine.yield(): resume with nothing */
 #define ML_CHECKPOINT_YIELD 1 /* task.yield(): resume with true */
 #define ML_CHECKPOINT_CANCEL 2 /* deliver cancellation after a trip through the loop */
+#define ML_CHECKPOINT_CANCEL_AGAIN 3 /* it was swallowed before: deliver after a pause */
+#define ML_REDELIVER_NS 1000000ull /* the pause: a swallowing loop cannot spin the CPU */
 
 #define ML_STEP_AGAIN 0
 #define ML_STEP_DEFER 1

@@ -119,7 +119,9 @@ struct ml_task {
   ml_timer sleep_timer; /* sleep needs no allocation */
   int nresume; /* values pushed on co for the next resume */
   unsigned supervised : 1, abandoned : 1;
+  unsigned stop_requested : 1; /* its scope was told to stop: its failure is its own */
   int checkpoint; /* why it yielded without an op: ML_CHECKPOINT_* */
+  uint64_t delivered_scope; /* id of the cancelled scope last delivered */
   ml_list waiters; /* tasks blocked in t:wait() on this task */
   ml_list wait_link; /* in a wait queue while blocked on one */
   uint64_t id;

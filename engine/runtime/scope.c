@@ -93,7 +93,9 @@ void ml_scope_child_done(ml_scope *s, ml_task *child)
   lua_State *L = child->loop->L;
   ml_list_remove(&child->child_link);
   s->nchildren--;
-  if (child->status == ML_STATUS_ERROR && !child->supervised) {
+  /* fail fast, unless the child was supervised or we had asked it to stop
+   * (then its failure, e.g. a cleanup past its deadline, is logged as its own) */
+  if (child->status == ML_STATUS_ERROR && !child->supervised && !child->stop_requested) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, child->result_ref);
     lua_rawgeti(L, -1, 1);
     if (s->error_ref == LUA_NOREF) {

@@ -105,6 +105,7 @@ ml_scope *ml_task_cancelled(ml_task *t)
 
 void ml_task_push_cancel(ml_task *t, ml_scope *s)
 {
+  t->delivered_scope = s->id;
   lua_checkstack(t->co, 3);
   lua_pushnil(t->co);
   lua_pushstring(t->co, s->cancel_reason ? s->cancel_reason : "cancelled");
@@ -125,6 +126,7 @@ void ml_task_interrupt(ml_task *t)
 void ml_task_cancel(ml_task *t, const char *reason)
 {
   if (t->state == ML_TASK_DONE || !t->body) return;
+  t->stop_requested = 1;
   ml_scope_cancel(t->body, reason);
 }
 
@@ -172,10 +174,10 @@ static void task_done(ml_task *t, enum ml_task_status status, int n)
     ml_list_remove(&w->wait_link);
     ml_task_post(w, ml_task_push_result(t, w->co));
   }
-  if (status == ML_STATUS_ERROR && t->supervised && !had_waiter) {
+  if (status == ML_STATUS_ERROR && (t->supervised || t->stop_requested) && !had_waiter) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
     lua_rawgeti(L, -1, 1);
-    ml_log(ML_LOG_ERROR, "supervised task %s failed: %s", t->name,
+    ml_log(ML_LOG_ERROR, "%s task %s failed: %s", t->supervised ? "supervised" : "cancelled", t->name,
            lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
     lua_pop(L, 2);
   }
@@ -211,6 +213,25 @@ void ml_task_abandon(ml_task *t, const char *why)
   task_done(t, ML_STATUS_ERROR, 1);
 }
 
+static void redeliver_fired(ml_timer *tm)
+{
+  ml_task *t = ml_container_of(tm, ml_task, sleep_timer);
+  ml_scope *s = ml_task_cancelled(t);
+  if (s) {
+    ml_task_push_cancel(t, s);
+    ml_task_post(t, 3);
+  } else {
+    lua_pushboolean(t->co, 1);
+    ml_task_post(t, 1);
+  }
+}
+
+static void redeliver_cancel(ml_task *t, void *data)
+{
+  (void)data;
+  ml_timer_stop(t->loop, &t->sleep_timer);
+}
+
 void ml_task_resume(ml_task *t)
 {
   ml_loop *loop = t->loop;
@@ -227,6 +248,17 @@ void ml_task_resume(ml_task *t)
     if (t->state != ML_TASK_RUNNING) return; /* parked on an op, or reaped */
     /* yielded with no op: a checkpoint; go round the loop once */
     lua_settop(t->co, 0);
+    if (loop->advance_pending) { /* clock.advance: time moves before it resumes */
+      uint64_t ns = loop->advance_pending;
+      loop->advance_pending = 0;
+      ml_clock_advance(loop, ns);
+    }
+    if (t->checkpoint == ML_CHECKPOINT_CANCEL_AGAIN) {
+      t->sleep_timer.cb = redeliver_fired;
+      ml_timer_start(loop, &t->sleep_timer, ML_REDELIVER_NS);
+      ml_task_wait(t, redeliver_cancel, NULL, "a cancellation it swallowed before");
+      return;
+    }
     ml_scope *s = t->checkpoint == ML_CHECKPOINT_CANCEL ? ml_task_cancelled(t) : NULL;
     int nv = 0;
     if (s) {

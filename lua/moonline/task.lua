@@ -202,8 +202,19 @@ _M.spawn_supervised = core.spawn_supervised
 --- current() -> the running task (nil outside tasks)
 _M.current = core.current
 
+-- Wrap a C method of a class with its Lua half. The raw C function is kept
+-- under "_raw_<name>" so loading this module twice never wraps twice.
+local function wrap_method(class, name, make)
+  local raw_name = "_raw_" .. name
+  local raw = rawget(class, raw_name)
+  if not raw then
+    raw = class[name]
+    class[raw_name] = raw
+  end
+  class[name] = make(raw)
+end
+
 local Task = core.methods("moonline.task")
-local raw_wait = Task.wait
 
 local function wait_outcome(ok, ...)
   if ok == nil then
@@ -213,10 +224,12 @@ local function wait_outcome(ok, ...)
 end
 
 --- t:wait() -> true, results... | false, err  (err is a Cancelled if it was cancelled)
-function Task:wait()
-  waitable("task:wait")
-  return wait_outcome(raw_wait(self))
-end
+wrap_method(Task, "wait", function(raw)
+  return function(self)
+    waitable("task:wait")
+    return wait_outcome(raw(self))
+  end
+end)
 
 --- t:cancel([reason]) cancels the task (and everything it started).
 
@@ -330,12 +343,17 @@ end
 
 --- timer(after [, every]) -> t with t:wait() -> expirations | nil, "closed"|"expired"; t:close()
 _M.timer = core.timer
-local Timer = core.methods("moonline.timer")
-local raw_timer_wait = Timer.wait
-function Timer:wait()
-  waitable("timer:wait")
-  return await(raw_timer_wait(self))
+-- The Lua half of a waiting C method: check, call, turn resume values into results.
+local function awaiting(prim)
+  return function(raw)
+    return function(...)
+      waitable(prim)
+      return await(raw(...))
+    end
+  end
 end
+
+wrap_method(core.methods("moonline.timer"), "wait", awaiting("timer:wait"))
 
 --- tcp_connect(host, port [, {timeout=}]) -> sock | nil, err
 --  sock:read() -> data | nil, "eof"|"closed"|err; sock:write(data) -> true | nil, err; sock:close()
@@ -345,12 +363,7 @@ function _M.tcp_connect(host, port, opts)
 end
 local Tcp = core.methods("moonline.tcp")
 for _, name in ipairs({ "read", "write", "shutdown" }) do
-  local raw = Tcp[name]
-  local prim = "tcp:" .. name
-  Tcp[name] = function(...)
-    waitable(prim)
-    return await(raw(...))
-  end
+  wrap_method(Tcp, name, awaiting("tcp:" .. name))
 end
 
 ---------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+-- spec/runtime_helper.lua: run a spec body as the root task and assert the
+-- ledger is empty afterwards.
+--   local rt = require "runtime_helper"
+--   it("…", rt.run(function() … end))          -- body in a root task
+--   rt.assert_ledger_zero()                     -- tasks, scopes, resources, timers, handles
+local task = require "moonline.task"
+
+local _M = {}
+
+function _M.ledger_problems()
+  collectgarbage()
+  local l = task.ledger()
+  local bad = {}
+  for _, k in ipairs({ "tasks", "scopes", "resources", "timers", "handles" }) do
+    if l[k] ~= 0 then
+      bad[#bad + 1] = k .. "=" .. l[k]
+    end
+  end
+  return #bad > 0 and table.concat(bad, " ") or nil, l
+end
+
+function _M.assert_ledger_zero()
+  local problems = _M.ledger_problems()
+  assert(problems == nil, "ledger not empty: " .. tostring(problems))
+end
+
+-- run(fn): a function for `it` that runs fn as a root task, then checks the
+-- ledger. The error of fn (if any) fails the spec with its traceback.
+function _M.run(fn, opts)
+  return function()
+    opts = opts or {}
+    if opts.virtual then
+      task.clock.use_virtual(true)
+    end
+    local ok, err = pcall(task.run, fn)
+    if opts.virtual then
+      task.clock.use_virtual(false)
+    end
+    _M.assert_ledger_zero()
+    if not ok then
+      error(err, 0)
+    end
+  end
+end
+
+-- outcome(fn): runs fn as a root task and returns task.run's pcall result
+-- (for specs that expect the root to fail), after checking the ledger.
+function _M.outcome(fn, opts)
+  opts = opts or {}
+  if opts.virtual then
+    task.clock.use_virtual(true)
+  end
+  local res = table.pack and table.pack(pcall(task.run, fn)) or { n = 0, pcall(task.run, fn) }
+  if opts.virtual then
+    task.clock.use_virtual(false)
+  end
+  _M.assert_ledger_zero()
+  return res[1], res[2]
+end
+
+return _M

@@ -67,14 +67,34 @@ local function await(ok, ...)
 end
 _M.await = await
 
+-- Fault injection for lifecycle specs: when armed, the n-th waiting
+-- primitive reached (any task) raises instead of waiting.
+local fault = { armed = false, count = 0, at = 0 }
+
 -- Every waiting primitive first checks that the task can yield from here
 -- (no C function such as require or table.sort in between).
 local function waitable(name)
   if not isyieldable() then
     cannot_wait(name)
   end
+  if fault.armed then
+    fault.count = fault.count + 1
+    if fault.count == fault.at then
+      error("injected fault at yield point " .. fault.at .. " (" .. name .. ")", 3)
+    end
+  end
 end
 _M.waitable = waitable
+
+--- inject_fault(n): make the n-th waiting primitive from now raise (n = 0:
+-- only count). Returns how many were counted since the last call.
+function _M.inject_fault(n)
+  local counted = fault.count
+  fault.armed = n ~= nil
+  fault.count = 0
+  fault.at = n or 0
+  return counted
+end
 
 -- xpcall message handler: string errors get the traceback of the failing
 -- frame; error objects (tables) are kept as they are.

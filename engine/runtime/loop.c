@@ -25,6 +25,7 @@ ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L)
   loop->uv = uv;
   loop->L = L;
   loop->budget = 256;
+  loop->autojump_ms = 1;
   loop->cleanup_default_ns = 5000000000ull;
   loop->trampoline_ref = LUA_NOREF;
   ml_list_init(&loop->ready);
@@ -112,6 +113,21 @@ static int run_ready(ml_loop *loop)
   return n;
 }
 
+static void quiet_timer_fired(uv_timer_t *h) { ((ml_loop *)h->data)->quiet = 1; }
+
+/* Poll real I/O for up to the auto-jump threshold; 1 if nothing came in.
+ * The timer repeats: if libuv's cached time makes it fire before the poll,
+ * it is still armed, so the poll can never block without a timeout. */
+static int virtual_quiet(ml_loop *loop)
+{
+  loop->quiet = 0;
+  uv_update_time(loop->uv);
+  uv_timer_start(&loop->uv_timer, quiet_timer_fired, loop->autojump_ms, loop->autojump_ms);
+  uv_run(loop->uv, UV_RUN_ONCE);
+  uv_timer_stop(&loop->uv_timer);
+  return loop->quiet && ml_list_empty(&loop->ready);
+}
+
 static void report_deadlock(ml_loop *loop, ml_task *until)
 {
   ml_log(ML_LOG_ERROR,
@@ -131,14 +147,17 @@ int ml_loop_run(ml_loop *loop, ml_task *until)
       uv_run(loop->uv, UV_RUN_NOWAIT);
       continue;
     }
-    if (uv_loop_alive(loop->uv)) {
-      uv_run(loop->uv, UV_RUN_ONCE);
-      continue;
-    }
     uint64_t due;
     if (loop->virtual_clock && ml_clock_next(loop, &due)) {
+      /* virtual time jumps to the next deadline once real I/O has been
+       * quiet for the auto-jump threshold (Trio's autojump, DESIGN.md §2) */
+      if (uv_loop_alive(loop->uv) && !virtual_quiet(loop)) continue;
       uint64_t now = ml_clock_now(loop);
       ml_clock_advance(loop, due > now ? due - now : 0);
+      continue;
+    }
+    if (uv_loop_alive(loop->uv)) {
+      uv_run(loop->uv, UV_RUN_ONCE);
       continue;
     }
     if (!until) return 0;

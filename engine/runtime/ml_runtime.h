@@ -203,7 +203,9 @@ struct ml_loop {
   int trampoline_ref; /* Lua function(fn, ...) that runs a task body */
   uv_handle_t *core_handles[ML_CORE_HANDLES_MAX]; /* not counted as live */
   int ncore_handles;
-  uint64_t advance_pending; /* virtual time to add before the next resume */
+  uint64_t advance_pending;
+  uint64_t autojump_ms; /* virtual clock: real I/O quiet this long -> jump */
+  int quiet; /* virtual time to add before the next resume */
 };
 
 ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L); /* uv NULL: create one */

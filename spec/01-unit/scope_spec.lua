@@ -383,3 +383,16 @@ describe("virtual clock", function()
     assert.same({ nil, "closed" }, { tm:wait() })
   end, { virtual = true }))
 end)
+
+describe("virtual clock with live I/O", function()
+  it("still jumps when a real handle keeps the loop alive", rt.run(function()
+    local uv = require "luv"
+    local server = uv.new_tcp()
+    assert(server:bind("127.0.0.1", 0))
+    assert(server:listen(8, function() end))
+    task.defer(function() server:close() end)
+    local t0 = task.now()
+    task.sleep(3600) -- an hour of virtual time, while the listener stays open
+    assert.near(3600, task.now() - t0, 1e-6)
+  end, { virtual = true }))
+end)

@@ -9,6 +9,7 @@
 #include "lauxlib.h"
 #include "luajit.h"
 #include "lualib.h"
+#include "luv/lhandle.h"
 #include "luv/luv.h"
 #include "ml_internal.h"
 
@@ -86,6 +87,37 @@ static int open_luv(lua_State *L)
   lua_pushnil(L); /* Debian's luv 1.44 aborts in walk on handles it did not create */
   lua_setfield(L, -2, "walk");
   return 1;
+}
+
+/* Handles a script left open are luv's (moonline's own resources are closed
+ * by then). Close them through luv, while Lua is whole: luv's own teardown
+ * inside lua_close runs close callbacks into finalized userdata. */
+typedef struct leftovers {
+  const ml_loop *loop;
+  uv_handle_t *h[64];
+  int n;
+} leftovers;
+
+static void collect_leftover(uv_handle_t *h, void *arg)
+{
+  leftovers *l = arg;
+  if (ml_loop_is_core_handle(l->loop, h) || uv_is_closing(h) || !h->data || l->n == 64) return;
+  l->h[l->n++] = h;
+}
+
+static void close_leftover_handles(lua_State *L, ml_loop *loop)
+{
+  leftovers l = {loop, {0}, 0};
+  uv_walk(loop->uv, collect_leftover, &l);
+  for (int i = 0; i < l.n; i++) {
+    luv_handle_t *data = l.h[i]->data;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, data->ref); /* the handle's userdata */
+    lua_getfield(L, -1, "close");
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
+  }
+  while (uv_run(loop->uv, UV_RUN_NOWAIT)) {
+  }
 }
 
 /* ---- Lua search path ------------------------------------------------------ */
@@ -262,6 +294,7 @@ static int cmd_run(int argc, char **argv)
     luaL_unref(L, LUA_REGISTRYINDEX, task_ref);
   }
 
+  ml_loop_shutdown(c.loop); /* nothing is live normally; run while Lua is whole */
   uv_close((uv_handle_t *)&c.sigint, NULL);
   uv_close((uv_handle_t *)&c.sigterm, NULL);
   uv_run(&c.uv, UV_RUN_NOWAIT); /* finish the closes */
@@ -273,9 +306,11 @@ static int cmd_run(int argc, char **argv)
     if (lg->tasks || lg->resources || c.loop->heap_len || handles) status = 3;
   }
   fflush(stdout);
+  close_leftover_handles(L, c.loop);
   /* lua_close runs __gc of the module (frees the runtime); the loop is ours */
   lua_close(L);
-  uv_run(&c.uv, UV_RUN_NOWAIT);
+  while (uv_run(&c.uv, UV_RUN_NOWAIT)) { /* let the last closes finish */
+  }
   uv_loop_close(&c.uv);
   return status;
 }

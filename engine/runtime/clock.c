@@ -58,7 +58,7 @@ static void clock_rearm(ml_loop *loop)
 {
   if (loop->virtual_clock || loop->heap_len == 0) {
     if (loop->uv_timer_armed) {
-      uv_timer_stop(&loop->uv_timer);
+      uv_timer_stop(loop->uv_timer);
       loop->uv_timer_armed = 0;
     }
     return;
@@ -66,7 +66,7 @@ static void clock_rearm(ml_loop *loop)
   uint64_t now = ml_clock_now(loop), due = loop->heap[0]->due_ns;
   uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 0;
   uv_update_time(loop->uv);
-  uv_timer_start(&loop->uv_timer, uv_timer_fired, ms, 0);
+  uv_timer_start(loop->uv_timer, uv_timer_fired, ms, 0);
   loop->uv_timer_armed = 1;
 }
 
@@ -158,6 +158,9 @@ int ml_clock_next(ml_loop *loop, uint64_t *due)
 void ml_clock_init(ml_loop *loop)
 {
   loop->real_base = uv_hrtime();
-  uv_timer_init(loop->uv, &loop->uv_timer);
-  loop->uv_timer.data = loop;
+  /* on the heap: libuv may finish closing it after the loop struct is gone */
+  loop->uv_timer = malloc(sizeof *loop->uv_timer);
+  if (!loop->uv_timer) abort();
+  uv_timer_init(loop->uv, loop->uv_timer);
+  loop->uv_timer->data = loop;
 }

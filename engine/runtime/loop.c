@@ -29,6 +29,7 @@ ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L)
   loop->cleanup_default_ns = 5000000000ull;
   loop->trampoline_ref = LUA_NOREF;
   ml_list_init(&loop->ready);
+  ml_list_init(&loop->live);
   ml_clock_init(loop);
   lua_pushlightuserdata(L, (void *)&LOOP_KEY);
   lua_pushlightuserdata(L, loop);
@@ -45,16 +46,37 @@ ml_loop *ml_loop_get(lua_State *L)
   return loop;
 }
 
-static void on_core_close(uv_handle_t *h) { (void)h; }
+static void free_on_close(uv_handle_t *h) { free(h); }
+
+static void teardown_watchdog(uv_timer_t *h) { ((ml_loop *)h->data)->closing = 2; }
+
+void ml_loop_shutdown(ml_loop *loop)
+{
+  while (!ml_list_empty(&loop->live))
+    ml_task_abandon(ml_container_of(loop->live.next, ml_task, live_link), "VM teardown");
+  if (loop->ledger.resources == 0) return;
+  loop->closing = 1;
+  uv_timer_stop(loop->uv_timer);
+  uv_timer_start(loop->uv_timer, teardown_watchdog, 1000, 0);
+  while (loop->ledger.resources > 0 && loop->closing == 1) uv_run(loop->uv, UV_RUN_ONCE);
+  uv_timer_stop(loop->uv_timer);
+  loop->closing = 0;
+}
 
 void ml_loop_free(ml_loop *loop)
 {
   if (!loop) return;
-  if (!uv_is_closing((uv_handle_t *)&loop->uv_timer)) uv_close((uv_handle_t *)&loop->uv_timer, on_core_close);
-  /* let libuv finish the close callbacks of our own handle */
-  for (int i = 0; i < 8 && uv_run(loop->uv, UV_RUN_NOWAIT); i++) {
+  ml_loop_shutdown(loop);
+  uv_close((uv_handle_t *)loop->uv_timer, free_on_close); /* completes on a later loop turn */
+  if (loop->ledger.resources > 0) {
+    /* a close still in flight would write into the loop: keep it */
+    ml_log(ML_LOG_ERROR, "VM teardown: %lld resource(s) still closing after 1s; leaving the runtime in memory",
+           (long long)loop->ledger.resources);
+    return;
   }
   if (loop->own_uv) {
+    while (uv_run(loop->uv, UV_RUN_NOWAIT)) {
+    }
     uv_loop_close(loop->uv);
     free(loop->uv);
   }
@@ -69,7 +91,7 @@ void ml_loop_add_core_handle(ml_loop *loop, uv_handle_t *h)
 
 int ml_loop_is_core_handle(const ml_loop *loop, const uv_handle_t *h)
 {
-  if (h == (const uv_handle_t *)&loop->uv_timer) return 1;
+  if (h == (const uv_handle_t *)loop->uv_timer) return 1;
   for (int i = 0; i < loop->ncore_handles; i++)
     if (loop->core_handles[i] == h) return 1;
   return 0;
@@ -122,9 +144,9 @@ static int virtual_quiet(ml_loop *loop)
 {
   loop->quiet = 0;
   uv_update_time(loop->uv);
-  uv_timer_start(&loop->uv_timer, quiet_timer_fired, loop->autojump_ms, loop->autojump_ms);
+  uv_timer_start(loop->uv_timer, quiet_timer_fired, loop->autojump_ms, loop->autojump_ms);
   uv_run(loop->uv, UV_RUN_ONCE);
-  uv_timer_stop(&loop->uv_timer);
+  uv_timer_stop(loop->uv_timer);
   return loop->quiet && ml_list_empty(&loop->ready);
 }
 
@@ -142,7 +164,10 @@ int ml_loop_run(ml_loop *loop, ml_task *until)
   int deadlocked = 0;
   for (;;) {
     run_ready(loop);
-    if (until && until->state == ML_TASK_DONE) return deadlocked ? -1 : 0;
+    if (until && until->state == ML_TASK_DONE) {
+      uv_run(loop->uv, UV_RUN_NOWAIT); /* close callbacks of handles closed at the end */
+      return deadlocked ? -1 : 0;
+    }
     if (!ml_list_empty(&loop->ready) || loop->advance_pending) {
       uv_run(loop->uv, UV_RUN_NOWAIT);
       continue;

@@ -124,6 +124,7 @@ struct ml_task {
   uint64_t delivered_scope; /* id of the cancelled scope last delivered */
   ml_list waiters; /* tasks blocked in t:wait() on this task */
   ml_list wait_link; /* in a wait queue while blocked on one */
+  ml_list live_link; /* loop->live while not done */
   uint64_t id;
   char name[48];
 };
@@ -185,6 +186,7 @@ struct ml_loop {
   int own_uv; /* we created uv and must close it */
   lua_State *L; /* main state of the VM */
   ml_list ready;
+  ml_list live; /* every live task (ml_task.live_link), for VM teardown */
   int budget; /* tasks resumed between two I/O polls */
   ml_task *current; /* the task being resumed, if any */
   ml_ledger ledger;
@@ -196,7 +198,7 @@ struct ml_loop {
   int virtual_clock;
   uint64_t virtual_now;
   uint64_t real_base; /* hrtime at init, so engine time starts near 0 */
-  uv_timer_t uv_timer; /* drives the heap on the real clock */
+  uv_timer_t *uv_timer; /* drives the heap on the real clock; a core handle */
   int uv_timer_armed;
   int closing;
   uint64_t cleanup_default_ns;
@@ -209,6 +211,10 @@ struct ml_loop {
 };
 
 ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L); /* uv NULL: create one */
+/* Abandon every live task (the C backstop closes what they own) and give
+ * asynchronous closes up to 1 s. Runs libuv callbacks: call it before
+ * lua_close where possible (ml_loop_free calls it too, as a last resort). */
+void ml_loop_shutdown(ml_loop *loop);
 void ml_loop_free(ml_loop *loop);
 ml_loop *ml_loop_get(lua_State *L); /* the loop of this VM; NULL if none */
 /* Run until `until` is done (or forever when NULL and work remains). Returns

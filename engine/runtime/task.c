@@ -35,6 +35,7 @@ ml_task *ml_task_spawn(ml_loop *loop, lua_State *L, ml_scope *parent, int nargs,
   ml_list_init(&t->child_link);
   ml_list_init(&t->waiters);
   ml_list_init(&t->wait_link);
+  ml_list_init(&t->live_link);
   ml_timer_init(&t->sleep_timer, NULL);
   if (name && *name)
     snprintf(t->name, sizeof t->name, "%s#%llu", name, (unsigned long long)t->id);
@@ -69,6 +70,7 @@ ml_task *ml_task_spawn(ml_loop *loop, lua_State *L, ml_scope *parent, int nargs,
   }
   loop->ledger.tasks++;
   loop->ledger.tasks_spawned++;
+  ml_list_push(&loop->live, &t->live_link);
   t->state = ML_TASK_READY;
   ml_loop_push_ready(loop, t);
   return t;
@@ -164,6 +166,7 @@ static void task_done(ml_task *t, enum ml_task_status status, int n)
   t->status = status;
   t->op.cancel = NULL;
   loop->ledger.tasks--;
+  ml_list_remove(&t->live_link);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
   t->co_ref = LUA_NOREF;
   t->co = NULL;

@@ -79,6 +79,22 @@ static int l_task_cancel(lua_State *L)
   return 0;
 }
 
+/* task_fail(t, err): the task fails with err (an error raised in a libuv
+ * callback it registered): recorded as its body's error, body cancelled. */
+static int l_task_fail(lua_State *L)
+{
+  ml_task *t = check_task(L, 1);
+  lua_settop(L, 2);
+  if (t->state == ML_TASK_DONE || !t->body) {
+    ml_log(ML_LOG_ERROR, "error in a libuv callback of finished task %s: %s", t->name,
+           lua_isstring(L, 2) ? lua_tostring(L, 2) : luaL_typename(L, 2));
+    return 0;
+  }
+  if (t->body->error_ref == LUA_NOREF) t->body->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ml_scope_cancel(t->body, "error in a libuv callback");
+  return 0;
+}
+
 static int l_task_status(lua_State *L)
 {
   static const char *const states[] = {"ready", "running", "waiting", "done"};
@@ -448,6 +464,7 @@ int ml_open_task(lua_State *L)
                                  {"sleep", l_sleep},
                                  {"yield", l_yield},
                                  {"check_cancel", l_check_cancel},
+                                 {"task_fail", l_task_fail},
                                  {"waitq", l_waitq},
                                  {"now", l_now},
                                  {"clock_virtual", l_clock_virtual},

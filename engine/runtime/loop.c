@@ -46,6 +46,8 @@ ml_loop *ml_loop_get(lua_State *L)
   return loop;
 }
 
+static int loop_uv_run(ml_loop *loop, uv_run_mode mode);
+
 static void free_on_close(uv_handle_t *h) { free(h); }
 
 static void teardown_watchdog(uv_timer_t *h) { ((ml_loop *)h->data)->closing = 2; }
@@ -58,7 +60,7 @@ void ml_loop_shutdown(ml_loop *loop)
   loop->closing = 1;
   uv_timer_stop(loop->uv_timer);
   uv_timer_start(loop->uv_timer, teardown_watchdog, 1000, 0);
-  while (loop->ledger.resources > 0 && loop->closing == 1) uv_run(loop->uv, UV_RUN_ONCE);
+  while (loop->ledger.resources > 0 && loop->closing == 1) loop_uv_run(loop, UV_RUN_ONCE);
   uv_timer_stop(loop->uv_timer);
   loop->closing = 0;
 }
@@ -115,7 +117,22 @@ int ml_loop_handles(ml_loop *loop)
   return c.n;
 }
 
-void ml_loop_push_ready(ml_loop *loop, ml_task *t) { ml_list_push(&loop->ready, &t->ready_link); }
+/* A completion inside uv_run (a timer callback, say) must not be followed by
+ * a poll that blocks until some later event: stop that iteration short. */
+void ml_loop_push_ready(ml_loop *loop, ml_task *t)
+{
+  ml_list_push(&loop->ready, &t->ready_link);
+  if (loop->in_uv_run) uv_stop(loop->uv);
+}
+
+/* Every turn of the libuv loop goes through here (see ml_loop_push_ready). */
+static int loop_uv_run(ml_loop *loop, uv_run_mode mode)
+{
+  loop->in_uv_run = 1;
+  int r = uv_run(loop->uv, mode);
+  loop->in_uv_run = 0;
+  return r;
+}
 
 /* Resume up to `budget` ready tasks; returns how many ran. */
 static int run_ready(ml_loop *loop)
@@ -145,7 +162,7 @@ static int virtual_quiet(ml_loop *loop)
   loop->quiet = 0;
   uv_update_time(loop->uv);
   uv_timer_start(loop->uv_timer, quiet_timer_fired, loop->autojump_ms, loop->autojump_ms);
-  uv_run(loop->uv, UV_RUN_ONCE);
+  loop_uv_run(loop, UV_RUN_ONCE);
   uv_timer_stop(loop->uv_timer);
   return loop->quiet && ml_list_empty(&loop->ready);
 }
@@ -165,11 +182,11 @@ int ml_loop_run(ml_loop *loop, ml_task *until)
   for (;;) {
     run_ready(loop);
     if (until && until->state == ML_TASK_DONE) {
-      uv_run(loop->uv, UV_RUN_NOWAIT); /* close callbacks of handles closed at the end */
+      loop_uv_run(loop, UV_RUN_NOWAIT); /* close callbacks of handles closed at the end */
       return deadlocked ? -1 : 0;
     }
     if (!ml_list_empty(&loop->ready) || loop->advance_pending) {
-      uv_run(loop->uv, UV_RUN_NOWAIT);
+      loop_uv_run(loop, UV_RUN_NOWAIT);
       continue;
     }
     uint64_t due;
@@ -182,7 +199,7 @@ int ml_loop_run(ml_loop *loop, ml_task *until)
       continue;
     }
     if (uv_loop_alive(loop->uv)) {
-      uv_run(loop->uv, UV_RUN_ONCE);
+      loop_uv_run(loop, UV_RUN_ONCE);
       continue;
     }
     if (!until) return 0;

@@ -208,6 +208,7 @@ struct ml_loop {
   uint64_t advance_pending;
   uint64_t autojump_ms; /* virtual clock: real I/O quiet this long -> jump */
   int quiet; /* virtual time to add before the next resume */
+  int in_uv_run; /* inside uv_run: a post must stop the iteration short */
 };
 
 ml_loop *ml_loop_new(uv_loop_t *uv, lua_State *L); /* uv NULL: create one */

@@ -207,6 +207,9 @@ local function trampoline(s, _, fn, ...)
 end
 core.set_trampoline(trampoline)
 
+-- errors in luv callbacks registered by a task fail that task
+require("moonline.luv_bridge").install(require("luv"))
+
 ---------------------------------------------------------------------------
 -- Tasks
 ---------------------------------------------------------------------------

@@ -396,3 +396,30 @@ describe("virtual clock with live I/O", function()
     assert.near(3600, task.now() - t0, 1e-6)
   end, { virtual = true }))
 end)
+
+describe("real clock", function()
+  -- A timer already due when libuv starts a turn fires before the poll; the
+  -- task it wakes must not then wait for the poll's next deadline (30 s here).
+  it("wakes a task on time even when the next timer is far away", rt.run(function()
+    local far = task.spawn(function() task.sleep(30) end)
+    task.yield()
+    local t0 = task.now()
+    for _ = 1, 3 do task.sleep(0) end
+    local waited = task.now() - t0
+    far:cancel()
+    assert.is_true(waited < 1, ("three sleep(0) took %.3f s"):format(waited))
+  end))
+
+  it("wakes a task posted from a luv timer callback promptly", rt.run(function()
+    local uv = require "luv"
+    local ch = task.channel()
+    local far = task.spawn(function() task.sleep(30) end)
+    local h = uv.new_timer()
+    task.defer(function() h:close() end)
+    local t0 = task.now()
+    h:start(0, 0, function() ch:send("tick") end)
+    assert.equal("tick", ch:recv())
+    assert.is_true(task.now() - t0 < 1, ("took %.3f s"):format(task.now() - t0))
+    far:cancel()
+  end))
+end)

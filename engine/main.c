@@ -231,6 +231,8 @@ static int cmd_run(int argc, char **argv)
   int nargs = argc - i - 1;
   char **args = argv + i + 1;
 
+  /* a peer that resets a connection must give a write error, not kill us */
+  signal(SIGPIPE, SIG_IGN);
   static cli c;
   if (uv_loop_init(&c.uv) != 0) {
     fprintf(stderr, "moonline: cannot create the event loop\n");

@@ -50,12 +50,12 @@ function _M.outcome(fn, opts)
   if opts.virtual then
     task.clock.use_virtual(true)
   end
-  local res = table.pack and table.pack(pcall(task.run, fn)) or { n = 0, pcall(task.run, fn) }
+  local ok, err = pcall(task.run, fn)
   if opts.virtual then
     task.clock.use_virtual(false)
   end
   _M.assert_ledger_zero()
-  return res[1], res[2]
+  return ok, err
 end
 
 return _M

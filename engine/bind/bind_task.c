@@ -135,7 +135,8 @@ static int l_run(lua_State *L)
 {
   ml_loop *loop = ml_loop_get(L);
   if (loop->current) return luaL_error(L, "moonline.task.run: already inside a task (use task.spawn)");
-  if (loop->trampoline_ref == LUA_NOREF) return luaL_error(L, "moonline.task.run: require 'moonline.task' first");
+  if (loop->trampoline_ref == LUA_NOREF)
+    return luaL_error(L, "moonline.task.run: require 'moonline.task' first");
   const char *name = NULL;
   int first = 1;
   if (lua_type(L, 1) == LUA_TSTRING) {
@@ -372,8 +373,8 @@ static int l_ledger(lua_State *L)
   ml_loop *loop = ml_loop_get(L);
   ml_ledger *lg = &loop->ledger;
   lua_createtable(L, 0, 12);
-#define FIELD(name, v)                                                                             \
-  lua_pushnumber(L, (lua_Number)(v));                                                              \
+#define FIELD(name, v)                                                                                       \
+  lua_pushnumber(L, (lua_Number)(v));                                                                        \
   lua_setfield(L, -2, name)
   FIELD("tasks", lg->tasks);
   FIELD("scopes", lg->scopes);
@@ -431,8 +432,10 @@ static int l_set_trampoline(lua_State *L)
 
 int ml_open_task(lua_State *L)
 {
-  static const luaL_Reg task_methods[] = {{"wait", l_task_wait},     {"cancel", l_task_cancel},
-                                          {"status", l_task_status}, {"name", l_task_name},
+  static const luaL_Reg task_methods[] = {{"wait", l_task_wait},
+                                          {"cancel", l_task_cancel},
+                                          {"status", l_task_status},
+                                          {"name", l_task_name},
                                           {NULL, NULL}};
   luaL_newmetatable(L, TASK_MT);
   lua_newtable(L);

@@ -48,8 +48,6 @@ ml_loop *ml_loop_get(lua_State *L)
 
 static int loop_uv_run(ml_loop *loop, uv_run_mode mode);
 
-static void free_on_close(uv_handle_t *h) { free(h); }
-
 static void teardown_watchdog(uv_timer_t *h) { ((ml_loop *)h->data)->closing = 2; }
 
 void ml_loop_shutdown(ml_loop *loop)
@@ -69,10 +67,14 @@ void ml_loop_free(ml_loop *loop)
 {
   if (!loop) return;
   ml_loop_shutdown(loop);
-  uv_close((uv_handle_t *)loop->uv_timer, free_on_close); /* completes on a later loop turn */
+  /* The close completes on a later loop turn, maybe in luv's finaliser after
+   * this module is unloaded (plain luajit): so the callback is libc's free,
+   * always mapped; it receives the handle pointer as its void * argument. */
+  uv_close((uv_handle_t *)loop->uv_timer, (uv_close_cb)(void (*)(void))free);
   if (loop->ledger.resources > 0) {
     /* a close still in flight would write into the loop: keep it */
-    ml_log(ML_LOG_ERROR, "VM teardown: %lld resource(s) still closing after 1s; leaving the runtime in memory",
+    ml_log(ML_LOG_ERROR,
+           "VM teardown: %lld resource(s) still closing after 1s; leaving the runtime in memory",
            (long long)loop->ledger.resources);
     return;
   }

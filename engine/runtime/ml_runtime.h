@@ -39,7 +39,7 @@ static inline void ml_list_remove(ml_list *n)
   n->next->prev = n->prev;
   n->prev = n->next = n;
 }
-#define ml_container_of(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
+#define ml_container_of(p, type, field) ((type *)((char *)(p) - (size_t)offsetof(type, field)))
 
 /* ---- log ----------------------------------------------------------------- */
 

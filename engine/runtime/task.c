@@ -66,7 +66,8 @@ ml_task *ml_task_spawn(ml_loop *loop, lua_State *L, ml_scope *parent, int nargs,
     ml_list_push(&parent->children, &t->child_link);
     parent->nchildren++;
     /* spawned into a scope that is already stopping: it starts cancelled */
-    if (parent->cancelled || parent->unwinding) ml_scope_cancel(t->body, parent->cancel_reason ? parent->cancel_reason : "scope closing");
+    if (parent->cancelled || parent->unwinding)
+      ml_scope_cancel(t->body, parent->cancel_reason ? parent->cancel_reason : "scope closing");
   }
   loop->ledger.tasks++;
   loop->ledger.tasks_spawned++;
@@ -285,9 +286,9 @@ void ml_task_resume(ml_task *t)
     lua_checkstack(L, top + 1);
     lua_xmove(t->co, L, top > 0 ? top - 1 : 0);
     if (t->cur) task_reap_scopes(t); /* the trampoline always closes them; belt and braces */
-    task_done(t, code == ML_STATUS_OK || code == ML_STATUS_CANCELLED ? (enum ml_task_status)code
-                                                                      : ML_STATUS_ERROR,
-              top > 0 ? top - 1 : 0);
+    task_done(
+        t, code == ML_STATUS_OK || code == ML_STATUS_CANCELLED ? (enum ml_task_status)code : ML_STATUS_ERROR,
+        top > 0 ? top - 1 : 0);
     return;
   }
   /* an error escaped the trampoline itself (out of memory, a fault in cleanup

@@ -20,52 +20,49 @@ static const char *ml_test_current = "?";
 
 #define TEST_BEGIN(name) (ml_test_current = (name))
 
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    if (cond) {                                                                                    \
-      ml_test_passed++;                                                                            \
-    } else {                                                                                       \
-      ml_test_failed++;                                                                            \
-      fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, ml_test_current,      \
-              #cond);                                                                              \
-    }                                                                                              \
+#define CHECK(cond)                                                                                          \
+  do {                                                                                                       \
+    if (cond) {                                                                                              \
+      ml_test_passed++;                                                                                      \
+    } else {                                                                                                 \
+      ml_test_failed++;                                                                                      \
+      fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);         \
+    }                                                                                                        \
   } while (0)
 
-#define CHECK_EQ(a, b)                                                                             \
-  do {                                                                                             \
-    long long ml_a_ = (long long)(a), ml_b_ = (long long)(b);                                      \
-    if (ml_a_ == ml_b_) {                                                                          \
-      ml_test_passed++;                                                                            \
-    } else {                                                                                       \
-      ml_test_failed++;                                                                            \
-      fprintf(stderr, "%s:%d: [%s] CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__,          \
-              __LINE__, ml_test_current, #a, #b, ml_a_, ml_b_);                                    \
-    }                                                                                              \
+#define CHECK_EQ(a, b)                                                                                       \
+  do {                                                                                                       \
+    long long ml_a_ = (long long)(a), ml_b_ = (long long)(b);                                                \
+    if (ml_a_ == ml_b_) {                                                                                    \
+      ml_test_passed++;                                                                                      \
+    } else {                                                                                                 \
+      ml_test_failed++;                                                                                      \
+      fprintf(stderr, "%s:%d: [%s] CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__,          \
+              ml_test_current, #a, #b, ml_a_, ml_b_);                                                        \
+    }                                                                                                        \
   } while (0)
 
-#define CHECK_STR(a, b)                                                                            \
-  do {                                                                                             \
-    const char *ml_a_ = (a), *ml_b_ = (b);                                                         \
-    if (ml_a_ && ml_b_ && strcmp(ml_a_, ml_b_) == 0) {                                             \
-      ml_test_passed++;                                                                            \
-    } else {                                                                                       \
-      ml_test_failed++;                                                                            \
-      fprintf(stderr, "%s:%d: [%s] CHECK_STR failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__,     \
-              __LINE__, ml_test_current, #a, #b, ml_a_ ? ml_a_ : "(null)",                         \
-              ml_b_ ? ml_b_ : "(null)");                                                           \
-    }                                                                                              \
+#define CHECK_STR(a, b)                                                                                      \
+  do {                                                                                                       \
+    const char *ml_a_ = (a), *ml_b_ = (b);                                                                   \
+    if (ml_a_ && ml_b_ && strcmp(ml_a_, ml_b_) == 0) {                                                       \
+      ml_test_passed++;                                                                                      \
+    } else {                                                                                                 \
+      ml_test_failed++;                                                                                      \
+      fprintf(stderr, "%s:%d: [%s] CHECK_STR failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__,     \
+              ml_test_current, #a, #b, ml_a_ ? ml_a_ : "(null)", ml_b_ ? ml_b_ : "(null)");                  \
+    }                                                                                                        \
   } while (0)
 
 /* Abort the whole binary: for broken preconditions after which nothing else
  * can be checked meaningfully (e.g. the Lua state could not be set up). */
-#define REQUIRE(cond)                                                                              \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: [%s] REQUIRE failed: %s\n", __FILE__, __LINE__, ml_test_current,     \
-              #cond);                                                                              \
-      fflush(stderr);                                                                              \
-      return 2;                                                                                    \
-    }                                                                                              \
+#define REQUIRE(cond)                                                                                        \
+  do {                                                                                                       \
+    if (!(cond)) {                                                                                           \
+      fprintf(stderr, "%s:%d: [%s] REQUIRE failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);       \
+      fflush(stderr);                                                                                        \
+      return 2;                                                                                              \
+    }                                                                                                        \
   } while (0)
 
 static inline int ml_test_done(const char *name)

@@ -59,8 +59,7 @@ static inline lua_State *mlt_state_new(uv_loop_t *uv)
   if (uv) luv_set_loop(L, uv);
   mlt_preload(L, "luv", luaopen_luv);
   mlt_preload(L, "moonline.core", luaopen_moonline_core);
-  if (mlt_dostring(L, "package.path = '" ML_SOURCE_DIR "/lua/?.lua;" ML_SOURCE_DIR
-                      "/lua/?/init.lua'\n"
+  if (mlt_dostring(L, "package.path = '" ML_SOURCE_DIR "/lua/?.lua;" ML_SOURCE_DIR "/lua/?/init.lua'\n"
                       "task = require 'moonline.task'") != 0) {
     lua_close(L);
     return NULL;

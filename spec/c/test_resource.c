@@ -173,8 +173,9 @@ static void test_exit_stack_order(lua_State *L, ml_loop *loop)
   pool_reset();
   open_checks_bad = 0;
   int ref;
-  ml_task *t = run_task(L, "fake_open(false); fake_open(false); fake_open(false)\n"
-                           "assert(exits() == 3)",
+  ml_task *t = run_task(L,
+                        "fake_open(false); fake_open(false); fake_open(false)\n"
+                        "assert(exits() == 3)",
                         &ref);
   CHECK(t != NULL);
   if (!t) return;
@@ -202,9 +203,10 @@ static void test_close_idempotent_sync(lua_State *L, ml_loop *loop)
   TEST_BEGIN("sync close is idempotent");
   pool_reset();
   int ref;
-  ml_task *t = run_task(L, "local a = fake_open(false); local b = fake_open(false)\n"
-                           "fake_close(a); assert(fake_state(a) == 2); assert(exits() == 1)\n"
-                           "fake_close(a); fake_close(b); fake_close(b); assert(exits() == 0)",
+  ml_task *t = run_task(L,
+                        "local a = fake_open(false); local b = fake_open(false)\n"
+                        "fake_close(a); assert(fake_state(a) == 2); assert(exits() == 1)\n"
+                        "fake_close(a); fake_close(b); fake_close(b); assert(exits() == 0)",
                         &ref);
   CHECK(t != NULL);
   if (!t) return;
@@ -225,10 +227,11 @@ static void test_close_async(lua_State *L, ml_loop *loop)
   TEST_BEGIN("async close");
   pool_reset();
   int ref;
-  ml_task *t = run_task(L, "local a = fake_open(true)\n"
-                           "fake_close(a); assert(fake_state(a) == 1); assert(exits() == 0)\n"
-                           "fake_close(a)\n"
-                           "fake_open(true)", /* left for the unwind */
+  ml_task *t = run_task(L,
+                        "local a = fake_open(true)\n"
+                        "fake_close(a); assert(fake_state(a) == 1); assert(exits() == 0)\n"
+                        "fake_close(a)\n"
+                        "fake_open(true)", /* left for the unwind */
                         &ref);
   CHECK(t != NULL);
   if (!t) return;
@@ -252,9 +255,10 @@ static void test_unwind_on_error(lua_State *L, ml_loop *loop)
   TEST_BEGIN("unwind on error");
   pool_reset();
   int ref;
-  ml_task *t = run_task(L, "fake_open(false); fake_open(true); fake_open(false)\n"
-                           "task.scope(function() fake_open(true); fake_open(false) end)\n"
-                           "error('boom')",
+  ml_task *t = run_task(L,
+                        "fake_open(false); fake_open(true); fake_open(false)\n"
+                        "task.scope(function() fake_open(true); fake_open(false) end)\n"
+                        "error('boom')",
                         &ref);
   CHECK(t != NULL);
   if (!t) return;
@@ -372,7 +376,7 @@ static void test_timer_handles(lua_State *L, ml_loop *loop)
                         "assert(task.ledger().resources == 0)\n"
                         "local c = task.timer(0.001); assert(c:wait() == 1)\n"
                         "kept = task.timer(10)", /* closed by the unwind */
-                       &ref);
+                        &ref);
   CHECK(t != NULL);
   if (!t) return;
   char buf[512];

@@ -64,7 +64,8 @@ static void test_fifo(lua_State *L, ml_loop *loop)
                       1, &refs[i], "rr");
   }
   CHECK_EQ(ml_loop_run(loop, NULL), 0);
-  CHECK_EQ(mlt_dostring(L, "assert(table.concat(order, ',') == '1,2,3,11,12,13', table.concat(order, ','))"), 0);
+  CHECK_EQ(mlt_dostring(L, "assert(table.concat(order, ',') == '1,2,3,11,12,13', table.concat(order, ','))"),
+           0);
   for (int i = 0; i < 3; i++) {
     CHECK_EQ(ts[i]->status, ML_STATUS_OK);
     mlt_unref(L, &refs[i]);

@@ -24,27 +24,9 @@ function _M.assert_ledger_zero()
   assert(problems == nil, "ledger not empty: " .. tostring(problems))
 end
 
--- run(fn): a function for `it` that runs fn as a root task, then checks the
--- ledger. The error of fn (if any) fails the spec with its traceback.
-function _M.run(fn, opts)
-  return function()
-    opts = opts or {}
-    if opts.virtual then
-      task.clock.use_virtual(true)
-    end
-    local ok, err = pcall(task.run, fn)
-    if opts.virtual then
-      task.clock.use_virtual(false)
-    end
-    _M.assert_ledger_zero()
-    if not ok then
-      error(err, 0)
-    end
-  end
-end
-
 -- outcome(fn): runs fn as a root task and returns task.run's pcall result
 -- (for specs that expect the root to fail), after checking the ledger.
+-- opts.virtual runs it on the virtual clock.
 function _M.outcome(fn, opts)
   opts = opts or {}
   if opts.virtual then
@@ -56,6 +38,17 @@ function _M.outcome(fn, opts)
   end
   _M.assert_ledger_zero()
   return ok, err
+end
+
+-- run(fn): a function for `it` that runs fn as a root task, then checks the
+-- ledger. The error of fn (if any) fails the spec with its traceback.
+function _M.run(fn, opts)
+  return function()
+    local ok, err = _M.outcome(fn, opts)
+    if not ok then
+      error(err, 0)
+    end
+  end
 end
 
 return _M

@@ -9,8 +9,6 @@ local task_fail = core.task_fail
 local select = select
 local type = type
 local xpcall = xpcall
-local traceback = debug.traceback
-local tostring = tostring
 
 local _M = {}
 
@@ -18,10 +16,7 @@ local _M = {}
 -- they are serialised with string.dump and must stay untouched
 local UNTOUCHED = { new_work = true, new_thread = true, queue_work = true, run = true, walk = true }
 
-local function on_error(e)
-  if type(e) == "table" then return e end
-  return traceback(tostring(e), 2)
-end
+local on_error -- the xpcall handler of moonline.task, given to install()
 
 local function guard(cb, owner)
   return function(...)
@@ -59,9 +54,11 @@ local function wrap_table(t)
   t._moonline_bridged = true
 end
 
---- install(uv): route callback errors of the luv module and of every luv
--- handle class to their tasks (idempotent).
-function _M.install(uv)
+--- install(uv, handler): route callback errors of the luv module and of
+-- every luv handle class to their tasks (idempotent). handler is the xpcall
+-- message handler that adds the traceback.
+function _M.install(uv, handler)
+  on_error = handler
   wrap_table(uv)
   for key, mt in pairs(debug.getregistry()) do
     if type(key) == "string" and key:match("^uv_") and type(mt) == "table" and type(mt.__index) == "table" then

@@ -97,12 +97,17 @@ function _M.inject_fault(n)
 end
 
 -- xpcall message handler: string errors get the traceback of the failing
--- frame; error objects (tables) are kept as they are.
+-- frame, once (a re-raise through an enclosing scope keeps the first);
+-- error objects (tables) are kept as they are.
 local function on_error(e)
   if type(e) == "table" or type(e) == "userdata" then
     return e
   end
-  return traceback(tostring(e), 2)
+  e = tostring(e)
+  if e:find("\nstack traceback:", 1, true) then
+    return e
+  end
+  return traceback(e, 2)
 end
 
 ---------------------------------------------------------------------------
@@ -208,7 +213,7 @@ end
 core.set_trampoline(trampoline)
 
 -- errors in luv callbacks registered by a task fail that task
-require("moonline.luv_bridge").install(require("luv"))
+require("moonline.luv_bridge").install(require("luv"), on_error)
 
 ---------------------------------------------------------------------------
 -- Tasks

@@ -69,29 +69,44 @@ describe("moonline CLI", function()
     assert.matches(LEDGER_ZERO, err, 1, true)
   end)
 
-  it("an error in nested scopes with open resources: exit 1, FILE:LINE, zero ledger", function()
+  it("an error in nested scopes with open timers and sockets: exit 1, FILE:LINE, zero ledger", function()
     local f = tmpfile([[
 local task = require "moonline.task"
-task.defer(function() print("outer cleanup") end)
+local uv = require "luv"
+local server = uv.new_tcp()             -- a real listener on loopback
+server:bind("127.0.0.1", 0)
+local peers = {}
+server:listen(16, function()
+  local peer = uv.new_tcp(); server:accept(peer); peers[#peers + 1] = peer
+end)
+task.defer(function()
+  for _, p in ipairs(peers) do p:close() end
+  server:close(); print("outer cleanup")
+end)
+local port = server:getsockname().port
 task.scope(function()
   local t1 = task.timer(10, 1)
+  local s1 = assert(task.tcp_connect("127.0.0.1", port))
   task.spawn(function()
-    local t2 = task.timer(100)
+    local s2 = assert(task.tcp_connect("127.0.0.1", port))
     task.scope(function()
       task.timer(5)
-      task.sleep(100)
+      s2:read() -- blocks: the peer never writes
     end)
   end)
   task.spawn(function()
     task.sleep(0.05)
+    print("open: " .. task.ledger().kinds.tcp .. " sockets, " .. task.ledger().kinds.timer .. " timers")
     error("nested failure")
   end)
   t1:wait()
+  s1:read()
 end)
 ]])
     local rc, out, err = run("run --ledger " .. f)
     assert.equal(1, rc, err)
-    assert.matches(f:gsub("%p", "%%%0") .. ":14: nested failure", err)
+    assert.matches("open: 2 sockets, 2 timers", out)
+    assert.matches(f:gsub("%p", "%%%0") .. ":27: nested failure", err)
     assert.matches("stack traceback", err)
     assert.matches("outer cleanup", out)
     assert.matches(LEDGER_ZERO, err, 1, true)

@@ -61,6 +61,7 @@ int luaopen_moonline_core(lua_State *L)
   ml_open_task(L);
   ml_open_timer(L);
   ml_open_tcp(L);
+  ml_open_lifecycle(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "methods");
   lua_pushliteral(L, MOONLINE_VERSION);

@@ -395,6 +395,29 @@ for _, name in ipairs({ "read", "write", "shutdown" }) do
 end
 
 ---------------------------------------------------------------------------
+-- Lifecycle objects (the C half of sessions, activities, speech handles)
+---------------------------------------------------------------------------
+
+--- lifecycle(kind [, owner_task]) -> obj: states only move forward (obj:advance(n)),
+-- obj:wait(n) waits until the state is >= n (or the object closed) and returns it,
+-- obj:close() sets the final state task.LIFECYCLE_CLOSED once; the owner task's
+-- scope closes it at the latest. Counted in the ledger under `kind`.
+_M.lifecycle = core.lifecycle
+_M.LIFECYCLE_CLOSED = core.LIFECYCLE_CLOSED
+wrap_method(core.methods("moonline.lifecycle"), "wait", function(raw)
+  return function(self, n)
+    waitable("lifecycle:wait")
+    while true do
+      local st = self:state()
+      if st >= n then
+        return st
+      end
+      await(raw(self, n))
+    end
+  end
+end)
+
+---------------------------------------------------------------------------
 -- Virtual clock (tests)
 ---------------------------------------------------------------------------
 

@@ -366,6 +366,60 @@ function Channel:__len()
 end
 
 ---------------------------------------------------------------------------
+-- Conditions and locks (wait queues underneath)
+---------------------------------------------------------------------------
+
+local Condition = {}
+Condition.__index = Condition
+
+--- condition() -> c with c:wait([what]), c:notify([n=1]), c:notify_all().
+-- A woken waiter re-checks its predicate (loop around wait).
+function _M.condition()
+  return setmetatable({ q = core.waitq() }, Condition)
+end
+
+function Condition:wait(what)
+  waitable("condition:wait")
+  return await(self.q:wait(what or "condition"))
+end
+
+function Condition:notify(n)
+  return self.q:wake(n or 1)
+end
+
+function Condition:notify_all()
+  return self.q:wake_all()
+end
+
+local Lock = {}
+Lock.__index = Lock
+
+--- lock() -> l with l:acquire(), l:release(), l:with(fn, ...) (released on any exit)
+function _M.lock()
+  return setmetatable({ held = false, cond = _M.condition() }, Lock)
+end
+
+function Lock:acquire()
+  while self.held do
+    self.cond:wait("lock")
+  end
+  self.held = true
+end
+
+function Lock:release()
+  self.held = false
+  self.cond:notify(1)
+end
+
+function Lock:with(fn, ...)
+  self:acquire()
+  return _M.scope(function(...)
+    _M.defer(function() self:release() end)
+    return fn(...)
+  end, ...)
+end
+
+---------------------------------------------------------------------------
 -- Resources: timers and TCP clients
 ---------------------------------------------------------------------------
 

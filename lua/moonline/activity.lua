@@ -1,0 +1,482 @@
+-- moonline.activity: AgentActivity — one running agent. It owns a speech
+-- queue (priorities high > normal > low, FIFO within one), plays one speech at
+-- a time (each LLM round-trip is a step, tool calls in between), runs the
+-- agent's hooks, and is paused while an AgentTask it started runs.
+--
+-- Structure (DESIGN.md §4): the activity is a task; its speeches are child
+-- tasks, and a speech's tool calls are children of the speech. An AgentTask's
+-- activity is spawned inside the tool call (or hook) that runs it, so nothing
+-- it owns can outlive its caller.
+local task = require "moonline.task"
+local tools = require "moonline.tools"
+local speech_mod = require "moonline.speech"
+local context = require "moonline.context"
+local agent_mod = require "moonline.agent"
+local core = require "moonline.core"
+
+local setmetatable = setmetatable
+local ipairs = ipairs
+local error = error
+local tostring = tostring
+local concat = table.concat
+local remove = table.remove
+local xpcall = xpcall
+local traceback = debug.traceback
+local log = core.log
+
+local _M = {}
+
+local RUNNING = 1 -- lifecycle states of the C object
+local PLAYING, SCHEDULED = speech_mod.PLAYING, speech_mod.SCHEDULED
+
+local Activity = {}
+Activity.__index = Activity
+_M.Activity = Activity
+
+local call_seq = 0
+
+function _M.new(session, agent, parent)
+  return setmetatable({
+    session = session,
+    agent = agent,
+    parent = parent, -- the activity paused under this one (AgentTask), or nil
+    queues = { {}, {}, {} }, -- by priority: low, normal, high
+    queued = 0,
+    cond = task.condition(),
+    task_lock = task.lock(), -- tasks run by this activity's tools run one at a time (T4)
+    paused = false,
+    draining = false,
+    force = false,
+    running = false,
+    closed = false,
+    exited = false,
+    current = nil, -- the speech playing
+    hooks = {},
+  }, Activity)
+end
+
+local function on_error(e)
+  if type(e) == "table" then return e end
+  e = tostring(e)
+  if e:find("\nstack traceback:", 1, true) then return e end
+  return traceback(e, 2)
+end
+
+local function name_of(agent)
+  return agent and agent.name or "?"
+end
+
+---------------------------------------------------------------------------
+-- Hooks: on_enter / on_exit run as tasks with a call context
+---------------------------------------------------------------------------
+
+function Activity:_hook(name)
+  local fn = self.agent[name]
+  if not fn then return nil end
+  local session = self.session
+  session:_pending(1)
+  local t = task.spawn_supervised(name, function()
+    task.defer(function() session:_pending(-1) end)
+    context.set({ session = session, activity = self, hook = name, userdata = session.userdata })
+    local ok, err = xpcall(fn, on_error, self.agent)
+    if not ok and not task.is_cancelled(err) then
+      log("error", ("session %s: %s.%s failed: %s"):format(session.id, name_of(self.agent), name, tostring(err)))
+      session:_emit_error(err, name)
+    end
+  end)
+  self.hooks[#self.hooks + 1] = t
+  return t
+end
+
+---------------------------------------------------------------------------
+-- Lifecycle
+---------------------------------------------------------------------------
+
+local function activity_main(self)
+  self.obj = task.lifecycle("activity")
+  self.agent.session = self.session
+  self.obj:advance(RUNNING)
+  self.running = true
+  self.cond:notify_all()
+  self:_hook("on_enter")
+  while true do
+    local sp = self:_next_speech()
+    if not sp then break end
+    self:_play(sp)
+  end
+  -- stopping: hooks still running (on_enter waiting on something) are cancelled
+  for _, h in ipairs(self.hooks) do
+    h:cancel("activity closing")
+  end
+  for _, h in ipairs(self.hooks) do
+    h:wait()
+  end
+  if not self.exited then
+    self.exited = true -- on_exit at most once per activity (C3)
+    local h = self:_hook("on_exit")
+    if h then
+      local done = task.with_timeout(self.session.opts.drain_timeout, function() return h:wait() end)
+      if not done then h:cancel("on_exit timeout"); h:wait() end
+    end
+  end
+  self.closed = true
+  self.obj:close()
+  self.cond:notify_all()
+end
+
+--- start(): spawn the activity in the current task's scope; returns once it runs
+function Activity:start()
+  self.task = task.spawn("activity:" .. name_of(self.agent), activity_main, self)
+  while not self.running and self.task:status() ~= "done" do
+    self.cond:wait("activity start")
+  end
+end
+
+--- close{force=}: drain (play what is queued; force: interrupt the current
+-- speech and drop the queue), run on_exit, and wait until closed (bounded).
+function Activity:close(opts)
+  if not self.task or self.task:status() == "done" then return end
+  self.draining = true
+  if opts and opts.force then
+    self.force = true
+    if self.current then self.current:interrupt({ force = true }) end
+  end
+  self.cond:notify_all()
+  local ok = task.with_timeout(self.session.opts.drain_timeout, function() return self.task:wait() end)
+  if not ok then
+    log("warn", ("session %s: activity %s did not drain in time; cancelling it"):format(
+      self.session.id, name_of(self.agent)))
+    self.task:cancel("drain timeout")
+    self.task:wait()
+  end
+end
+
+function Activity:_pause()
+  self.paused = true
+end
+
+function Activity:_resume()
+  self.paused = false
+  self.cond:notify_all()
+end
+
+---------------------------------------------------------------------------
+-- Speech queue
+---------------------------------------------------------------------------
+
+--- schedule(speech): queue it (an activity that is closing interrupts it at once)
+function Activity:_schedule(sp)
+  if self.draining and self.force or self.closed then
+    sp:interrupt({ force = true })
+    return sp
+  end
+  local q = self.queues[sp.priority]
+  q[#q + 1] = sp
+  self.queued = self.queued + 1
+  sp:_advance(SCHEDULED)
+  self.cond:notify_all()
+  return sp
+end
+
+function Activity:_drop_queue()
+  for p = 3, 1, -1 do
+    local q = self.queues[p]
+    while #q > 0 do
+      remove(q, 1):interrupt({ force = true })
+    end
+  end
+  self.queued = 0
+end
+
+function Activity:_next_speech()
+  while true do
+    if self.draining and (self.force or self.queued == 0) then
+      self:_drop_queue() -- a speech that cannot be scheduled any more is interrupted (C6)
+      return nil
+    end
+    if not self.paused and self.queued > 0 then
+      for p = 3, 1, -1 do
+        local q = self.queues[p]
+        if #q > 0 then
+          self.queued = self.queued - 1
+          local sp = remove(q, 1)
+          if not sp.done then return sp end
+        end
+      end
+    else
+      self.cond:wait("speech queue")
+    end
+  end
+end
+
+--- new_speech(opts) -> SpeechHandle, queued on this activity
+function Activity:new_speech(opts)
+  local session = self.session
+  if self.closed then
+    error("the activity of " .. name_of(self.agent) .. " is closed", 3)
+  end
+  local sp = speech_mod.new(self, opts)
+  session:_pending(1)
+  sp._on_done = function() session:_pending(-1) end
+  session:emit("speech_created", { speech_handle = sp, source = opts.source or "generate_reply" })
+  return self:_schedule(sp)
+end
+
+function Activity:_play(sp)
+  self.current = sp
+  sp:_advance(PLAYING)
+  sp.task = task.spawn_supervised("speech", self._generate, self, sp)
+  local ok, err = sp.task:wait()
+  if not ok then
+    if task.is_cancelled(err) then
+      sp.interrupted = true
+    else
+      sp.error = err
+      log("error", ("session %s: speech of %s failed: %s"):format(self.session.id, name_of(self.agent), tostring(err)))
+      self.session:_emit_error(err, "speech")
+    end
+  end
+  self.current = nil
+  sp:_finish()
+  if sp.handoff and not self.session.closing then
+    self.session:_request_handoff(self, sp.handoff)
+  end
+  if self.queued == 0 then
+    self.session:_set_agent_state("listening")
+  end
+end
+
+---------------------------------------------------------------------------
+-- The reply pipeline: LLM steps with tool calls in between
+---------------------------------------------------------------------------
+
+function Activity:_llm()
+  return self.agent.llm or self.session.llm
+end
+
+-- One LLM round-trip; returns the text and the tool calls, or nil, err.
+function Activity:_llm_step(sp, step)
+  local session = self.session
+  local agent = self.agent
+  local llm = self:_llm()
+  if not llm then
+    return nil, "no LLM configured for " .. name_of(agent)
+  end
+  session:_set_agent_state("thinking")
+  local request = {
+    messages = agent.chat_ctx:to_messages(agent.instructions, step == 1 and sp.instructions or nil),
+    tool_choice = step == 1 and sp.tool_choice or nil,
+  }
+  local specs = agent:_tool_specs()
+  if #specs > 0 then request.tools = specs end
+  local stream, err = llm:chat(request)
+  if not stream then return nil, err end
+  local parts, calls = {}, {}
+  local ok, perr = pcall(function()
+    while true do
+      local chunk, cerr = stream:next()
+      if cerr then err = cerr break end
+      if not chunk then break end
+      if chunk.content then
+        if #parts == 0 then session:_set_agent_state("speaking") end
+        parts[#parts + 1] = chunk.content
+        session:_output_text(chunk.content)
+      end
+      if chunk.tool_call then calls[#calls + 1] = chunk.tool_call end
+    end
+  end)
+  stream:close()
+  if stream.metrics then
+    session:emit("metrics_collected", { type = "llm_metrics", metrics = stream.metrics, speech_id = sp.id })
+  end
+  if not ok then error(perr, 0) end -- cancelled (interrupted) or a bug
+  local text = concat(parts)
+  if err then return nil, err, text end
+  return text, calls
+end
+
+function Activity:_generate(sp)
+  local session = self.session
+  if sp.text then -- say(): fixed text
+    session:_set_agent_state("speaking")
+    session:_output_text(sp.text)
+    session:_add_item(self.agent, { type = "message", role = "assistant", content = sp.text })
+    return
+  end
+  while true do
+    sp.steps = sp.steps + 1
+    local text, calls, partial = self:_llm_step(sp, sp.steps)
+    if not text then
+      local err = calls
+      if partial and partial ~= "" then
+        session:_add_item(self.agent, { type = "message", role = "assistant", content = partial, interrupted = true })
+      end
+      sp.error = err
+      session:_emit_error(err, "llm")
+      return
+    end
+    session:_llm_ok()
+    if text ~= "" then
+      session:_add_item(self.agent, { type = "message", role = "assistant", content = text })
+    end
+    if #calls == 0 then return end
+    local reply, handoff = self:_run_tools(sp, calls)
+    if handoff then
+      sp.handoff = handoff
+      return
+    end
+    -- no new LLM round once the session is closing (C4) or the speech was cut
+    if not reply or session.closing or sp.interrupted then return end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Tools: every call gets exactly one recorded outcome and one event
+---------------------------------------------------------------------------
+
+local function tool_ctx(self, sp, call)
+  local session = self.session
+  return {
+    session = session,
+    activity = self,
+    agent = self.agent,
+    speech_handle = sp,
+    function_call = call,
+    userdata = session.userdata,
+    disallow_interruptions = function() sp.allow_interruptions = false end,
+    -- text output has no playout to wait for: the text was delivered
+    wait_for_playout = function() end,
+  }
+end
+
+local function call_tool(self, sp, call)
+  local session = self.session
+  local agent = self.agent
+  local ctx = tool_ctx(self, sp, call)
+  context.set(ctx)
+  local tool = agent:_tool(call.name)
+  if not tool then
+    call.outcome = { output = "unknown tool: " .. tostring(call.name), is_error = true }
+    return
+  end
+  local args, aerr = tools.parse_arguments(tool, call.arguments)
+  if not args then
+    call.outcome = { output = aerr, is_error = true } -- a clear error output, and no call
+    return
+  end
+  local ok, r = xpcall(tool.fn, on_error, agent, ctx, args)
+  if ok then
+    if agent_mod.is_agent(r) then
+      call.outcome = { agent = r }
+    else
+      call.outcome = { output = tools.encode_output(r) }
+    end
+  elseif task.is_cancelled(r) then
+    call.outcome = { output = "cancelled", is_error = true, cancelled = true }
+    error(r, 0) -- stay cancelled
+  elseif tools.is_tool_error(r) then
+    call.outcome = { output = r.message, is_error = true }
+  elseif tools.is_stop(r) then
+    call.outcome = { stop = true }
+  else
+    log("error", ("session %s: tool %s of %s failed: %s"):format(session.id, call.name, name_of(agent), tostring(r)))
+    call.outcome = { output = "internal error", is_error = true }
+  end
+end
+
+function Activity:_record_output(call)
+  if call.recorded then return end
+  call.recorded = true
+  local o = call.outcome or { output = "cancelled", is_error = true, cancelled = true }
+  call.outcome = o
+  self.session:_add_item(self.agent, {
+    type = "function_call_output", call_id = call.call_id, name = call.name,
+    output = o.output or "", is_error = o.is_error or false, cancelled = o.cancelled or nil,
+  })
+end
+
+-- Runs the calls of one step concurrently; returns reply_required, handoff.
+function Activity:_run_tools(sp, calls)
+  local session = self.session
+  local list = {}
+  for i, tc in ipairs(calls) do
+    call_seq = call_seq + 1
+    local call = { call_id = tc.id or ("call_" .. call_seq), name = tc.name, arguments = tc.arguments or "{}" }
+    list[i] = call
+    session:_add_item(self.agent, { type = "function_call", call_id = call.call_id, name = call.name,
+                                    arguments = call.arguments })
+  end
+  task.scope(function()
+    -- outputs recorded in call order, after every call ended, even when the
+    -- speech is interrupted (I5): this runs in the scope's cleanup
+    task.defer(function()
+      for _, call in ipairs(list) do self:_record_output(call) end
+      session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
+    end)
+    for _, call in ipairs(list) do
+      task.spawn_supervised("tool:" .. call.name, call_tool, self, sp, call)
+    end
+  end)
+  local reply, handoff = false, nil
+  for _, call in ipairs(list) do
+    local o = call.outcome
+    if o.agent then
+      handoff = handoff or o.agent
+    elseif not o.stop and o.output ~= nil then
+      reply = true
+    end
+  end
+  for _, call in ipairs(list) do
+    if call.outcome.stop then reply = false end
+  end
+  return reply, handoff
+end
+
+---------------------------------------------------------------------------
+-- AgentTask: run from a tool call or hook of this activity
+---------------------------------------------------------------------------
+
+function Activity:_run_task(t, ctx)
+  local session = self.session
+  return task.scope(function()
+    self.task_lock:acquire()
+    task.defer(function() self.task_lock:release() end)
+    if session.closing then
+      -- the session is closing: the task cannot start; it completes at once (C2, C4)
+      log("info", ("session %s: %s not started: the session is closing"):format(session.id, name_of(t)))
+      t:complete(tools.ToolError(name_of(t) .. " cancelled: the session is closing"))
+      error(t._error, 0)
+    end
+    -- the caller now waits for the task (and its user), not for itself
+    session:_pending(-1)
+    task.defer(function() session:_pending(1) end)
+    self:_pause() -- T2: paused, its on_exit does not run
+    task.defer(function() self:_resume() end)
+    session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(self.agent), new_agent = name_of(t),
+                                    old = self.agent, new = t })
+    local start_len = #t.chat_ctx.items
+    local child = _M.new(session, t, self)
+    session:_push(child)
+    task.defer(function() session:_pop(child) end)
+    child:start()
+    task.defer(function() child:close({ force = true }) end)
+    t:_wait_done()
+    child:close({ force = session.closing })
+    -- T3: the task's new messages join the caller's context (tool calls only if asked)
+    local items = t.chat_ctx.items
+    for i = start_len + 1, #items do
+      local it = items[i]
+      if it.type == "message" or (t.merge_tool_calls and it.type:match("^function_call")) then
+        self.agent.chat_ctx:add(it)
+      end
+    end
+    session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(t), new_agent = name_of(self.agent),
+                                    old = t, new = self.agent })
+    if t._error ~= nil then
+      error(t._error, 0)
+    end
+    return t._value
+  end)
+end
+
+return _M

@@ -97,8 +97,8 @@ static int l_advance(lua_State *L)
   if (!o) return luaL_error(L, "moonline.lifecycle:advance: the object is closed");
   if (n >= ML_LC_CLOSED) return luaL_argerror(L, 2, "use :close() for the final state");
   if (n <= o->state)
-    return luaL_error(L, "moonline.lifecycle:advance: %s cannot go from state %d back to %d", o->res.type->name,
-                      o->state, n);
+    return luaL_error(L, "moonline.lifecycle:advance: %s cannot go from state %d back to %d",
+                      o->res.type->name, o->state, n);
   o->state = n;
   ml_waitq_wake(&o->waiters, 0x7fffffff);
   return 0;

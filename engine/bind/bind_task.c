@@ -79,6 +79,18 @@ static int l_task_cancel(lua_State *L)
   return 0;
 }
 
+/* t:abandon([why]): the C backstop on demand — never resume it again, close
+ * what it owns. For supervisors whose own deadline passed (session close). */
+static int l_task_abandon(lua_State *L)
+{
+  ml_task *t = check_task(L, 1);
+  const char *why = luaL_optstring(L, 2, "abandoned by its supervisor");
+  if (t == ml_task_current(L)) return luaL_error(L, "moonline.task:abandon: a task cannot abandon itself");
+  if (t->state == ML_TASK_RUNNING) return luaL_error(L, "moonline.task:abandon: the task is running");
+  ml_task_abandon(t, why);
+  return 0;
+}
+
 /* task_fail(t, err): the task fails with err (an error raised in a libuv
  * callback it registered): recorded as its body's error, body cancelled. */
 static int l_task_fail(lua_State *L)
@@ -432,11 +444,9 @@ static int l_set_trampoline(lua_State *L)
 
 int ml_open_task(lua_State *L)
 {
-  static const luaL_Reg task_methods[] = {{"wait", l_task_wait},
-                                          {"cancel", l_task_cancel},
-                                          {"status", l_task_status},
-                                          {"name", l_task_name},
-                                          {NULL, NULL}};
+  static const luaL_Reg task_methods[] = {{"wait", l_task_wait},       {"cancel", l_task_cancel},
+                                          {"status", l_task_status},   {"name", l_task_name},
+                                          {"abandon", l_task_abandon}, {NULL, NULL}};
   luaL_newmetatable(L, TASK_MT);
   lua_newtable(L);
   luaL_register(L, NULL, task_methods);

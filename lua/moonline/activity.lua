@@ -436,7 +436,7 @@ end
 -- AgentTask: run from a tool call or hook of this activity
 ---------------------------------------------------------------------------
 
-function Activity:_run_task(t, ctx)
+function Activity:_run_task(t)
   local session = self.session
   return task.scope(function()
     self.task_lock:acquire()
@@ -447,9 +447,15 @@ function Activity:_run_task(t, ctx)
       t:complete(tools.ToolError(name_of(t) .. " cancelled: the session is closing"))
       error(t._error, 0)
     end
-    -- the caller now waits for the task (and its user), not for itself
-    session:_pending(-1)
-    task.defer(function() session:_pending(1) end)
+    -- While the task runs, the caller waits for it (and its user), not for
+    -- itself: it stops counting as pending work once the task's activity
+    -- counts, and counts again the moment the task completes (complete()
+    -- calls _on_complete synchronously), so a run cannot settle in between.
+    local waiting = false
+    t._on_complete = function()
+      if waiting then waiting = false session:_pending(1) end
+    end
+    task.defer(t._on_complete)
     self:_pause() -- T2: paused, its on_exit does not run
     task.defer(function() self:_resume() end)
     session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(self.agent), new_agent = name_of(t),
@@ -460,6 +466,10 @@ function Activity:_run_task(t, ctx)
     task.defer(function() session:_pop(child) end)
     child:start()
     task.defer(function() child:close({ force = true }) end)
+    if not t._done then
+      waiting = true
+      session:_pending(-1)
+    end
     t:_wait_done()
     child:close({ force = session.closing })
     -- T3: the task's new messages join the caller's context (tool calls only if asked)

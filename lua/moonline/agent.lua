@@ -144,7 +144,7 @@ function AgentTask:run()
     error("AgentTask:run: a task can be run once", 2)
   end
   self._started = true
-  return ctx.activity:_run_task(self, ctx)
+  return ctx.activity:_run_task(self)
 end
 
 --- task:complete(value_or_error): a ToolError (or StopResponse) completes it
@@ -160,6 +160,7 @@ function AgentTask:complete(v)
     self._value = v
   end
   self._cond:notify_all()
+  if self._on_complete then self._on_complete() end
   return true
 end
 

@@ -18,6 +18,7 @@ local _M = {
   task = require "moonline.task",
   chat = require "moonline.chat",
   llm = require "moonline.llm",
+  serve = require("moonline.serve").serve,
 }
 
 -- loaded on first use: moonline.testing

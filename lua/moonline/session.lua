@@ -28,8 +28,7 @@ local log = core.log
 
 local _M = {}
 
-local STARTING, RUNNING, CLOSING = 0, 1, 2 -- lifecycle states of the C object
-local CLOSED = task.LIFECYCLE_CLOSED
+local RUNNING, CLOSING = 1, 2 -- lifecycle states of the C object (0: starting)
 
 local AgentSession = events.mixin({})
 AgentSession.__index = AgentSession
@@ -186,15 +185,13 @@ function AgentSession:_close_all(cmd)
     end
   end)
   if not ok then
-    log("warn", ("session %s: close took longer than %gs; cancelling what is left"):format(
+    -- a script holds on past the deadline (swallowed cancellation, a cleanup
+    -- that waits): the C backstop closes what is left, innermost first
+    log("warn", ("session %s: close took longer than %gs; abandoning what is left"):format(
       self.id, self.opts.close_timeout))
     for i = #self.stack, 1, -1 do
       local t = self.stack[i].task
-      if t then t:cancel("session close timeout") end
-    end
-    for i = #self.stack, 1, -1 do
-      local t = self.stack[i].task
-      if t then t:wait() end
+      if t and t:status() ~= "done" then t:abandon("session close deadline") end
     end
     self.stack = {}
   end
@@ -334,7 +331,12 @@ function AgentSession:update_agent(agent)
     error("AgentSession:update_agent: expected an Agent instance", 2)
   end
   top_activity(self, "update_agent")
+  if self.closing then -- C4: no activity starts once close began
+    log("info", ("session %s: update_agent(%s) refused: the session is closing"):format(self.id, agent.name))
+    return false
+  end
   self:_request_handoff(self.stack[1], agent)
+  return true
 end
 
 -- wait until closed (bounded: the ordered close plus the cleanup deadline)
@@ -387,7 +389,7 @@ function AgentSession:run(opts)
     end
   end)
   self._run = nil
-  if self.closed and self.pending > 0 then
+  if self.closing then -- C7: a run the close cut short fails
     error("session closed", 2)
   end
   if not settled then

@@ -1,7 +1,8 @@
 -- moonline.testing: test agents offline.
 --
 --   local llm = testing.ScriptedLLM{
---     { input = "weather in Paris?", tool_calls = { { name = "lookup_weather", arguments = { location = "Paris" } } } },
+--     { input = "weather in Paris?",
+--       tool_calls = { { name = "lookup_weather", arguments = { location = "Paris" } } } },
 --     { input = "sunny in Paris", content = "It is sunny in Paris.", delay = 0.05 },
 --   }
 --

@@ -82,18 +82,14 @@ function AgentSession:_set_agent_state(state)
   self:emit("agent_state_changed", { old_state = old, new_state = state })
 end
 
---- the agent running now (the top of the stack)
-function AgentSession:current_agent()
-  local top = self.stack[#self.stack]
-  return top and top.agent
-end
-
 function AgentSession:_top()
   return self.stack[#self.stack]
 end
 
+-- session.current_agent: the agent running now (the top of the stack)
 function AgentSession:_push(act)
   self.stack[#self.stack + 1] = act
+  self.current_agent = act.agent
 end
 
 function AgentSession:_pop(act)
@@ -103,6 +99,8 @@ function AgentSession:_pop(act)
       break
     end
   end
+  local top = self.stack[#self.stack]
+  self.current_agent = top and top.agent or self.current_agent
   self.cond:notify_all()
 end
 

@@ -206,7 +206,7 @@ describe("handoffs", function()
     r.expect:next_event():is_message({ content = "Billing here." })
     r.expect:no_more_events()
     assert.equal(1, entered)
-    assert.equal("Billing", s:current_agent().name)
+    assert.equal("Billing", s.current_agent.name)
     s:close()
   end, { virtual = true }))
 
@@ -219,7 +219,7 @@ describe("handoffs", function()
     local s = session_with(testing.ScriptedLLM({}))
     s:start({ agent = A:new() })
     s:update_agent(B:new())
-    while s:current_agent().name ~= "B" do task.sleep(0.01) end
+    while s.current_agent.name ~= "B" do task.sleep(0.01) end
     task.sleep(0.01)
     assert.same({ "A exit", "B enter" }, log)
     s:close()

@@ -122,7 +122,7 @@ describe("AgentTask rules", function()
     local s = W.session
     s:start({ agent = W.Root:new() })
     s:run({ user_input = "start" }) -- Root's tool is now blocked in T1:run()
-    assert.equal("T1", s:current_agent().name)
+    assert.equal("T1", s.current_agent.name)
     assert.is_nil(index_of(W.log, "Root exit")) -- T2: the paused caller's on_exit does not run
     assert.is_nil(index_of(W.log, "Root resumed: t1 done")) -- the tool is still blocked
     s:run({ user_input = "hello from the user" })
@@ -131,10 +131,10 @@ describe("AgentTask rules", function()
     r.expect:contains_agent_handoff({ new_agent = "Root" })
     r.expect:contains_message({ content = "All done." })
     assert.same({ "Root enter", "T1 enter", "T1 exit", "Root resumed: t1 done" }, W.log)
-    assert.equal("Root", s:current_agent().name)
+    assert.equal("Root", s.current_agent.name)
     -- T3: the task's messages joined Root's context; not its instructions,
     -- not its tool calls
-    local root_ctx = s:current_agent().chat_ctx.items
+    local root_ctx = s.current_agent.chat_ctx.items
     local texts, has_t1_instructions, has_finish_call = {}, false, false
     for _, it in ipairs(root_ctx) do
       if it.type == "message" then texts[#texts + 1] = it.content end
@@ -167,11 +167,11 @@ describe("AgentTask rules", function()
     s:start({ agent = W.Root:new() })
     s:run({ user_input = "start" })
     s:run({ user_input = "deeper" })
-    assert.equal("T2", s:current_agent().name)
+    assert.equal("T2", s.current_agent.name)
     s:run({ user_input = "finish t2" })
-    assert.equal("T1", s:current_agent().name)
+    assert.equal("T1", s.current_agent.name)
     s:run({ user_input = "finish t1" })
-    assert.equal("Root", s:current_agent().name)
+    assert.equal("Root", s.current_agent.name)
     assert.same({ "Root enter", "T1 enter", "T2 enter", "T2 exit", "T1 resumed: t2 done",
                   "T1 exit", "Root resumed: t1 done" }, W.log)
     s:close()

@@ -270,10 +270,12 @@ describe("user turns", function()
     s:on("error", function() errors = errors + 1 end)
     s:on("close", function(ev) closed = ev.reason end)
     s:start({ agent = A:new() })
-    for i = 1, 3 do
-      if s.closing then break end
-      s:run({ user_input = "try " .. i })
-    end
+    s:run({ user_input = "try 1" })
+    s:run({ user_input = "try 2" })
+    -- the third failure closes the session under the run (C7: it fails)
+    local ok, err = pcall(s.run, s, { user_input = "try 3" })
+    assert.is_false(ok)
+    assert.matches("session closed", err)
     s:close()
     assert.equal(3, errors)
     assert.equal("error", closed)

@@ -21,7 +21,6 @@ local tostring = tostring
 local concat = table.concat
 local remove = table.remove
 local xpcall = xpcall
-local traceback = debug.traceback
 local log = core.log
 
 local _M = {}
@@ -55,12 +54,7 @@ function _M.new(session, agent, parent)
   }, Activity)
 end
 
-local function on_error(e)
-  if type(e) == "table" then return e end
-  e = tostring(e)
-  if e:find("\nstack traceback:", 1, true) then return e end
-  return traceback(e, 2)
-end
+local on_error = task.on_error
 
 local function name_of(agent)
   return agent and agent.name or "?"

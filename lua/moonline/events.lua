@@ -4,7 +4,6 @@
 --                              one is logged (with its traceback) and the
 --                              others still run
 local log = require("moonline.core").log
-local traceback = debug.traceback
 local xpcall = xpcall
 local tostring = tostring
 
@@ -49,9 +48,7 @@ function _M.once(self, name, fn)
   return _M.on(self, name, wrapper)
 end
 
-local function on_error(e)
-  return traceback(tostring(e), 2)
-end
+local on_error = require("moonline.task").on_error
 
 function _M.emit(self, name, ev)
   local list = self._handlers and self._handlers[name]

@@ -109,6 +109,8 @@ local function on_error(e)
   end
   return traceback(e, 2)
 end
+--- on_error(e): the xpcall message handler moonline uses everywhere
+_M.on_error = on_error
 
 ---------------------------------------------------------------------------
 -- Scope exit protocol (runs inside the owning task; may yield)

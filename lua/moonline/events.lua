@@ -5,7 +5,6 @@
 --                              others still run
 local log = require("moonline.core").log
 local xpcall = xpcall
-local tostring = tostring
 
 local _M = {}
 

@@ -4,13 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_client.h"
 #include "luv/luv.h"
 #include "ml_bind.h"
 
 static int loop_gc(lua_State *L)
 {
   ml_loop **box = lua_touserdata(L, 1);
-  if (*box) ml_loop_free(*box);
+  if (*box) {
+    ml_loop_shutdown(*box); /* HTTP streams close through their lws context: first */
+    ml_http_loop_free(*box);
+    ml_loop_free(*box);
+  }
   *box = NULL;
   return 0;
 }
@@ -61,6 +66,7 @@ int luaopen_moonline_core(lua_State *L)
   ml_open_task(L);
   ml_open_timer(L);
   ml_open_tcp(L);
+  ml_open_http(L);
   ml_open_lifecycle(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "methods");

@@ -29,6 +29,7 @@ void ml_bind_class(lua_State *L, const char *mt, const luaL_Reg *methods);
 int ml_open_task(lua_State *L); /* fills the module table at -1 */
 int ml_open_timer(lua_State *L);
 int ml_open_tcp(lua_State *L);
+int ml_open_http(lua_State *L);
 int ml_open_lifecycle(lua_State *L);
 
 #endif

@@ -90,7 +90,10 @@ void ml_loop_free(ml_loop *loop)
 
 void ml_loop_add_core_handle(ml_loop *loop, uv_handle_t *h)
 {
-  if (loop->ncore_handles < ML_CORE_HANDLES_MAX) loop->core_handles[loop->ncore_handles++] = h;
+  if (loop->ncore_handles < ML_CORE_HANDLES_MAX)
+    loop->core_handles[loop->ncore_handles++] = h;
+  else
+    ml_log(ML_LOG_ERROR, "more than %d core handles: raise ML_CORE_HANDLES_MAX", ML_CORE_HANDLES_MAX);
 }
 
 int ml_loop_is_core_handle(const ml_loop *loop, const uv_handle_t *h)

@@ -177,7 +177,7 @@ struct ml_res {
   char where[64]; /* script position that opened it, for leak logs */
 };
 
-#define ML_CORE_HANDLES_MAX 8
+#define ML_CORE_HANDLES_MAX 16
 
 /* ---- the loop -------------------------------------------------------------- */
 

@@ -4,14 +4,21 @@
 local task = require "moonline.task"
 
 local current = task.current
+local defer = task.defer
 
 local _M = {}
 
 local by_task = setmetatable({}, { __mode = "k" })
 
---- set(ctx): the context of the running task
+--- set(ctx): the context of the running task, until the current scope exits
+-- (call it at the top of the task's body). The entry is removed then: a weak
+-- key alone does not free an entry whose value refers back to the task (a
+-- hook's ctx.activity.hooks holds the hook's task), which kept every session
+-- with an on_enter alive forever.
 function _M.set(ctx)
-  by_task[current()] = ctx
+  local t = current()
+  by_task[t] = ctx
+  defer(function() by_task[t] = nil end)
 end
 
 --- current() -> the context of the running task, or nil

@@ -26,6 +26,7 @@ local core = require "moonline.core"
 local task = require "moonline.task"
 
 local error = error
+local pairs = pairs
 local setmetatable = setmetatable
 local tostring = tostring
 local type = type

@@ -21,6 +21,10 @@ static const char USAGE[] =
     "commands:\n"
     "  run [--ledger] FILE [ARGS...]   run FILE as the main task; exit 0 on success,\n"
     "                                  1 on an uncaught error (with a traceback)\n"
+    "  console [--ledger] FILE         talk to the agent of FILE (a script ending in\n"
+    "                                  `return moonline.serve{...}`) in the terminal;\n"
+    "                                  uses OpenAI-compatible settings from the\n"
+    "                                  environment, else the script's own llm\n"
     "  help                            show this text\n"
     "  version                         print the version\n"
     "\n"
@@ -34,6 +38,8 @@ static const char USAGE[] =
     "environment:\n"
     "  MOONLINE_LOG=error|warn|info|debug   log level (default warn)\n"
     "  MOONLINE_LUA_PATH                    extra Lua search path, prepended\n"
+    "  OPENAI_BASE_URL, OPENAI_API_KEY,     the model `console` talks to (when one of\n"
+    "  MOONLINE_LLM_MODEL                   the first two is set)\n"
     "\n"
     "SIGINT/SIGTERM cancel the root scope (reason \"signal\"); the process exits\n"
     "after cleanup with 128+signal.\n";
@@ -208,7 +214,12 @@ static void print_error(lua_State *L, int idx)
   fprintf(stderr, "moonline: %s\n", msg ? msg : luaL_typename(L, idx));
 }
 
-static int cmd_run(int argc, char **argv)
+/* The chunk `moonline console FILE` runs as the main task, with FILE as its argument. */
+static const char CONSOLE_CHUNK[] = "return require('moonline.console').main(...)";
+
+/* run FILE (builtin == NULL) or the chunk `builtin` with FILE as its first
+ * argument, as the root task; `cmd` names the command in messages. */
+static int cmd_run(const char *cmd, const char *builtin, int argc, char **argv)
 {
   int ledger = getenv("MOONLINE_LEDGER") && strcmp(getenv("MOONLINE_LEDGER"), "0") != 0;
   int i = 0;
@@ -219,17 +230,18 @@ static int cmd_run(int argc, char **argv)
       i++;
       break;
     } else {
-      fprintf(stderr, "moonline run: unknown option %s\n%s", argv[i], USAGE);
+      fprintf(stderr, "moonline %s: unknown option %s\n%s", cmd, argv[i], USAGE);
       return 2;
     }
   }
   if (i >= argc) {
-    fprintf(stderr, "moonline run: missing FILE\n%s", USAGE);
+    fprintf(stderr, "moonline %s: missing FILE\n%s", cmd, USAGE);
     return 2;
   }
   const char *file = argv[i];
-  int nargs = argc - i - 1;
-  char **args = argv + i + 1;
+  /* a built-in chunk gets FILE too; a script gets what follows it */
+  int nargs = builtin ? argc - i : argc - i - 1;
+  char **args = builtin ? argv + i : argv + i + 1;
 
   /* a peer that resets a connection must give a write error, not kill us */
   signal(SIGPIPE, SIG_IGN);
@@ -273,7 +285,8 @@ static int cmd_run(int argc, char **argv)
   lua_setglobal(L, "arg");
 
   int status = 0;
-  if (luaL_loadfile(L, file) != 0) {
+  int loaded = builtin ? luaL_loadbuffer(L, builtin, strlen(builtin), "=moonline") : luaL_loadfile(L, file);
+  if (loaded != 0) {
     print_error(L, -1);
     status = 1;
   } else {
@@ -332,7 +345,8 @@ int main(int argc, char **argv)
     printf("moonline %s (%s, libuv %s)\n", MOONLINE_VERSION, LUAJIT_VERSION, uv_version_string());
     return 0;
   }
-  if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+  if (!strcmp(cmd, "run")) return cmd_run("run", NULL, argc - 2, argv + 2);
+  if (!strcmp(cmd, "console")) return cmd_run("console", CONSOLE_CHUNK, argc - 2, argv + 2);
   fprintf(stderr, "moonline: unknown command '%s'\n\n%s", cmd, USAGE);
   return 2;
 }

@@ -21,8 +21,17 @@ local tostring = tostring
 local error = error
 local pcall = pcall
 local getenv = os.getenv
+local setmetatable = setmetatable
+local getmetatable = getmetatable
 
 local _M = {}
+
+-- A usage error: main.c prints it as "moonline: <message>", without a traceback.
+local UsageError = { __tostring = function(e) return e.message end }
+
+local function usage_error(msg)
+  error(setmetatable({ message = msg }, UsageError), 0)
+end
 
 -- how long one turn may take before the console gives up on it (a tool may
 -- legitimately work for a while; Ctrl-C is the way out)
@@ -88,8 +97,14 @@ local function watch(session, p)
     elseif t == "function_call" then
       p.line(("  [tool] %s %s"):format(it.name, one_line(it.arguments or "{}")))
     elseif t == "function_call_output" then
-      local tag = it.cancelled and "cancelled" or it.is_error and "error" or "->"
-      p.line(("  [tool] %s %s %s"):format(it.name, tag, one_line(it.output or "")))
+      local tag = it.cancelled and "-> cancelled: " or it.is_error and "-> error: " or "-> "
+      local output = it.output or ""
+      if it.cancelled then
+        tag, output = "-> cancelled", ""
+      elseif output == "" and tag == "-> " then
+        output = "(done, no output)"
+      end
+      p.line(("  [tool] %s %s%s"):format(it.name, tag, one_line(output)))
     elseif t == "agent_handoff" then
       p.line(("  [handoff] %s -> %s"):format(tostring(it.old_agent or "-"), tostring(it.new_agent)))
     end
@@ -167,8 +182,8 @@ function _M.pick_llm(app)
   if set("OPENAI_API_KEY") or set("OPENAI_BASE_URL") then
     local ok, openai = pcall(require, "moonline.llm.openai")
     if not ok then
-      error("moonline console: OPENAI_API_KEY/OPENAI_BASE_URL is set but moonline.llm.openai "
-        .. "cannot be loaded: " .. tostring(openai), 0)
+      usage_error("OPENAI_API_KEY/OPENAI_BASE_URL is set but moonline.llm.openai cannot be loaded: "
+        .. tostring(openai))
     end
     local llm = openai.new({})
     local base = llm.base_url or getenv("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -179,9 +194,9 @@ function _M.pick_llm(app)
     local scripted = getmetatable(app.llm) == getmetatable(require("moonline.testing").ScriptedLLM({}))
     return app.llm, scripted and "using the script's scripted model" or "using the script's model"
   end
-  error("moonline console: no model. Set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, "
+  usage_error("no model for the console: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, "
     .. "MOONLINE_LLM_MODEL) to use an OpenAI-compatible server, or give the script one: "
-    .. "moonline.serve{ agent = …, llm = moonline.testing.ScriptedLLM{…} }", 0)
+    .. "moonline.serve{ agent = …, llm = moonline.testing.ScriptedLLM{…} }")
 end
 
 ---------------------------------------------------------------------------
@@ -200,16 +215,15 @@ end
 --- load(file) -> app: runs the script (inside the current task)
 function _M.load(file)
   if type(file) ~= "string" then
-    error("usage: moonline console FILE", 0)
+    usage_error("usage: moonline console FILE")
   end
   local chunk, err = loadfile(file)
   if not chunk then
-    error("moonline console: " .. tostring(err), 0)
+    usage_error(tostring(err))
   end
   local app = chunk(file)
   if not serve.is_app(app) then
-    error(("moonline console: %s must end with `return moonline.serve{ agent = … }` (it returned %s)"):format(
-      file, type(app)), 0)
+    usage_error(("%s must end with `return moonline.serve{ agent = … }` (it returned %s)"):format(file, type(app)))
   end
   return app
 end
@@ -249,7 +263,7 @@ function _M.main(file)
     out("you> ")
     local line = lines:recv()
     if line == nil then -- end of input
-      out(tty and "\n" or "\n")
+      out("\n")
       break
     end
     if not tty then out(line .. "\n") end -- show what was piped in

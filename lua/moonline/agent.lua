@@ -164,6 +164,17 @@ function AgentTask:complete(v)
   return true
 end
 
+--- task:done() -> whether it completed
+function AgentTask:done()
+  return self._done
+end
+
+--- task:result() -> value | nil, err (nil, nil while it runs)
+function AgentTask:result()
+  if self._error ~= nil then return nil, self._error end
+  return self._value
+end
+
 function AgentTask:_wait_done()
   while not self._done do
     self._cond:wait("agent task")

@@ -205,11 +205,7 @@ end
 
 -- wait until the current turn (speeches, hooks, handoffs) has settled
 local function settle(session, seconds)
-  task.with_timeout(seconds, function()
-    while session.pending > 0 and not session.closed do
-      session.cond:wait("console: agent busy")
-    end
-  end)
+  session:wait_idle(seconds)
 end
 
 --- load(file) -> app: runs the script (inside the current task)

@@ -361,8 +361,23 @@ function AgentSession:shutdown(opts)
   self:_request_close({ reason = "user_initiated", drain = drain })
 end
 
---- run{ user_input = "…" } -> RunResult: one text turn, for tests. Waits until
--- every speech, hook and handoff it caused has settled (bounded).
+--- wait_idle([seconds]) -> true | nil, "timeout": waits until what the
+-- session is doing (the greeting of on_enter, a turn: speeches, hooks,
+-- handoffs) has settled, or the session closed. A tool waiting for an
+-- AgentTask's user does not count.
+function AgentSession:wait_idle(seconds)
+  local ok = task.with_timeout(seconds or self.opts.run_timeout, function()
+    while self.pending > 0 and not self.closed do
+      self.cond:wait("session idle")
+    end
+  end)
+  if not ok then return nil, "timeout" end
+  return true
+end
+
+--- run{ user_input = "…" } -> RunResult: one text turn, for tests. Speaks
+-- after what is already going on (an on_enter greeting), then waits until
+-- every speech, hook and handoff the turn caused has settled (bounded).
 function AgentSession:run(opts)
   local text = opts and opts.user_input
   if type(text) ~= "string" then
@@ -374,6 +389,12 @@ function AgentSession:run(opts)
   if self._run then
     error("AgentSession:run: another run is in progress", 2)
   end
+  if not self:wait_idle(opts.timeout) then
+    error("AgentSession:run: the session is still busy with an earlier turn", 2)
+  end
+  if self.closing then
+    error("session closed", 2)
+  end
   local result = run_result.new(self)
   self._run = result
   local ok, err = pcall(self._user_turn, self, text)
@@ -381,11 +402,7 @@ function AgentSession:run(opts)
     self._run = nil
     error(err, 0)
   end
-  local settled = task.with_timeout(opts.timeout or self.opts.run_timeout, function()
-    while self.pending > 0 and not self.closed do
-      self.cond:wait("run")
-    end
-  end)
+  local settled = self:wait_idle(opts.timeout)
   self._run = nil
   if self.closing then -- C7: a run the close cut short fails
     error("session closed", 2)

@@ -329,3 +329,23 @@ describe("test API", function()
     s:close()
   end, { virtual = true }))
 end)
+
+describe("idle", function()
+  it("run() speaks after the on_enter greeting, not into it", rt.run(function()
+    local A = moonline.Agent:extend({ name = "A" })
+    function A:on_enter() self.session:generate_reply({ instructions = "greet" }) end
+    local s = session_with(testing.ScriptedLLM({
+      { input = "greet", content = "Hello!", delay = 0.5 },
+      { input = "hi", content = "Hi back." },
+    }))
+    s:start({ agent = A:new() })
+    local r = s:run({ user_input = "hi" })
+    r.expect:next_event():is_message({ content = "Hi back." })
+    r.expect:no_more_events()
+    local texts = {}
+    for _, it in ipairs(s.history.items) do texts[#texts + 1] = it.role .. ":" .. it.content end
+    assert.same({ "assistant:Hello!", "user:hi", "assistant:Hi back." }, texts)
+    assert.is_true(s:wait_idle())
+    s:close()
+  end, { virtual = true }))
+end)

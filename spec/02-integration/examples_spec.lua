@@ -14,9 +14,7 @@ local AgentSession = moonline.AgentSession
 -- wait until what the session is doing (the greeting of on_enter, a turn)
 -- has settled
 local function settle(session)
-  while session.pending > 0 and not session.closed do
-    session.cond:wait("settle")
-  end
+  assert(session:wait_idle())
 end
 
 -- the session's items as they are added, and a wait for one that matches
@@ -143,15 +141,16 @@ describe("examples/research.lua", function()
       assert.equal(1, closes())
       assert.matches("session closed", tostring(run_error))
       assert.is_true(session.closed)
-      assert.equal(0, #session.stack)
+      assert.equal(0, task.ledger().kinds.activity) -- every activity closed
       -- every task that started has completed, with a ToolError "… cancelled"
       local started = 0
       for _, it in ipairs(items) do
         if it.type == "agent_handoff" and agent_mod.is_task(it.new) then
           started = started + 1
           local t = it.new
-          assert.is_true(t._done, t.name .. " did not complete")
-          assert.is_true(moonline.is_tool_error(t._error), t.name .. " completed without a ToolError")
+          assert.is_true(t:done(), t.name .. " did not complete")
+          local _, terr = t:result()
+          assert.is_true(moonline.is_tool_error(terr), t.name .. " completed without a ToolError")
           assert.matches(t.name .. " cancelled", t._error.message, 1, true)
         end
       end

@@ -2,22 +2,10 @@
 -- tracebacks, the ledger line and signals.
 local build = os.getenv("MOONLINE_BUILD") or "build"
 local MOONLINE = build .. "/moonline"
+local files = require "support.files"
+local tmpfile, slurp = files.tmpfile, files.slurp
 
-local function tmpfile(content)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(content)
-  f:close()
-  return name
-end
 
-local function slurp(name)
-  local f = io.open(name)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 -- run(args [, shell_prefix]) -> exit code, stdout, stderr
 local function run(args, wrap)

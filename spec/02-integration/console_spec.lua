@@ -4,23 +4,11 @@
 -- scripted models answer.
 local build = os.getenv("MOONLINE_BUILD") or "build"
 local MOONLINE = build .. "/moonline"
+local files = require "support.files"
+local tmpfile, slurp = files.tmpfile, files.slurp
 local NO_LLM_ENV = "env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u MOONLINE_LLM_MODEL "
 
-local function slurp(name)
-  local f = io.open(name)
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
-local function tmpfile(content)
-  local name = os.tmpname()
-  local f = assert(io.open(name, "w"))
-  f:write(content)
-  f:close()
-  return name
-end
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

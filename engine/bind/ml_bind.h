@@ -31,5 +31,6 @@ int ml_open_timer(lua_State *L);
 int ml_open_tcp(lua_State *L);
 int ml_open_http(lua_State *L);
 int ml_open_lifecycle(lua_State *L);
+int ml_open_sip(lua_State *L);
 
 #endif

@@ -19,7 +19,10 @@ static inline ml_str ml_str_make(const char *p, size_t n) { return (ml_str){p, n
 static inline ml_str ml_str_c(const char *s) { return (ml_str){s, s ? strlen(s) : 0}; }
 static inline int ml_str_empty(ml_str s) { return s.n == 0; }
 
-static inline int ml_str_eq(ml_str a, ml_str b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+static inline int ml_str_eq(ml_str a, ml_str b)
+{
+  return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
 
 static inline int ml_ascii_lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 

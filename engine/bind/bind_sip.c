@@ -1,0 +1,511 @@
+/* moonline.sip (C half): a listener resource (one SIP stack on a UDP port)
+ * and call resources. An inbound call waits in the listener's queue until a
+ * task accepts it; the call then belongs to that task's scope, so the end of
+ * the scope — normal, error or cancellation — hangs up and closes its RTP.
+ *
+ *   core.sip_listen(host, port) -> listener
+ *   listener:accept() -> true, call | false, "closed"     listener:port()
+ *   listener:set_draining(bool)    listener:stats()        listener:close()
+ *   call:info()  call:answer()  call:reject(code)  call:hangup()  call:state()
+ *   call:wait("confirmed"|"ended")  call:tone(hz, level, seconds)
+ *   call:read_dtmf()  call:rtp_stats()  call:close() */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ml_bind.h"
+#include "rtp_stream.h"
+#include "sdp.h"
+#include "sip_call.h"
+
+static const char LISTENER_MT[] = "moonline.sip_listener";
+static const char CALL_MT[] = "moonline.sip_call";
+
+#define PENDING_MAX 256
+#define DTMF_QUEUE 32
+
+typedef struct sip_callres sip_callres;
+
+typedef struct sip_listener {
+  ml_res res; /* first */
+  ml_sip_stack stack;
+  char host[64];
+  ml_sip_call *pending[PENDING_MAX]; /* FIFO of calls nobody accepted yet */
+  unsigned head, count;
+  ml_waitq acceptors;
+  ml_list calls; /* sip_callres of accepted calls */
+} sip_listener;
+
+struct sip_callres {
+  ml_res res; /* first */
+  ml_list link; /* in listener->calls */
+  sip_listener *listener;
+  ml_sip_call *call; /* NULL once the listener let go of it */
+  ml_rtp_stream rtp;
+  int rtp_open;
+  ml_waitq waiters; /* call:wait, call:read_dtmf */
+  char dtmf[DTMF_QUEUE];
+  unsigned dtmf_head, dtmf_count;
+  const char *end_reason;
+  int end_code, ended, confirmed;
+};
+
+/* ---- listener -------------------------------------------------------------------- */
+
+static void on_call(ml_sip_stack *st, ml_sip_call *c, void *data)
+{
+  (void)st;
+  sip_listener *l = data;
+  if (l->count == PENDING_MAX || l->res.state != ML_RES_OPEN) {
+    ml_sip_call_reject(c, 486); /* busy here: nobody can take it */
+    return;
+  }
+  l->pending[(l->head + l->count++) % PENDING_MAX] = c;
+  ml_waitq_wake(&l->acceptors, 1);
+}
+
+static void on_stack_closed(ml_sip_stack *st)
+{
+  sip_listener *l = ml_container_of(st, sip_listener, stack);
+  ml_res_closed(&l->res);
+}
+
+/* Closing a listener stops accepting (new INVITEs and OPTIONS get 503,
+ * queued calls are refused); calls in progress keep their dialog until their
+ * handlers let go of them, then the stack closes. */
+static void listener_close(ml_res *r)
+{
+  sip_listener *l = (sip_listener *)r;
+  l->stack.draining = 1;
+  ml_waitq_wake(&l->acceptors, 0x7fffffff);
+  while (l->count) { /* queued calls nobody took: the service is going away */
+    ml_sip_call *c = l->pending[l->head];
+    l->head = (l->head + 1) % PENDING_MAX;
+    l->count--;
+    ml_sip_call_reject(c, 503);
+  }
+  if (ml_list_empty(&l->calls)) ml_sip_stack_close(&l->stack, on_stack_closed);
+}
+
+/* the last call of a closing listener is gone: the stack can close */
+static void listener_call_gone(sip_listener *l)
+{
+  if (l->res.state == ML_RES_CLOSING && ml_list_empty(&l->calls) && !l->stack.closing)
+    ml_sip_stack_close(&l->stack, on_stack_closed);
+}
+
+static void listener_free(ml_res *r)
+{
+  sip_listener *l = (sip_listener *)r;
+  free((char *)l->stack.cfg.user_agent);
+  free(l);
+}
+
+static ml_res_type listener_type = {"sip_listener", 0, listener_close, listener_free};
+
+static int l_sip_listen(lua_State *L)
+{
+  const char *host = luaL_optstring(L, 1, "127.0.0.1");
+  int port = (int)luaL_optinteger(L, 2, 5060);
+  const char *ua = luaL_optstring(L, 3, "moonline/" MOONLINE_VERSION);
+  ml_task *t = ml_bind_task(L, "sip.listen");
+  sip_listener *l = calloc(1, sizeof *l);
+  if (!l) return luaL_error(L, "out of memory");
+  ml_waitq_init(&l->acceptors);
+  ml_list_init(&l->calls);
+  snprintf(l->host, sizeof l->host, "%s", host);
+  ml_sip_stack_cfg cfg = {.host = host, .port = port, .user_agent = ua, .on_call = on_call, .data = l};
+  int rc = ml_sip_stack_open(&l->stack, t->loop, &cfg);
+  if (rc) {
+    free(l);
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
+    return 2;
+  }
+  l->stack.cfg.user_agent = strdup(ua); /* the Lua string may go */
+  char where[64];
+  ml_bind_where(L, where, sizeof where);
+  ml_res_open(t->loop, &l->res, &listener_type, t->cur, where);
+  lua_pushboolean(L, 1);
+  ml_box_new(L, &l->res, LISTENER_MT);
+  return 2;
+}
+
+static sip_listener *check_listener(lua_State *L)
+{
+  sip_listener *l = (sip_listener *)ml_box_get(L, 1, LISTENER_MT);
+  if (!l) luaL_error(L, "moonline.sip: the listener is closed");
+  return l;
+}
+
+static int l_listener_port(lua_State *L)
+{
+  lua_pushinteger(L, ml_sip_addr_port(&check_listener(L)->stack.local));
+  return 1;
+}
+
+static int l_listener_draining(lua_State *L)
+{
+  check_listener(L)->stack.draining = lua_toboolean(L, 2);
+  return 0;
+}
+
+static int l_listener_stats(lua_State *L)
+{
+  sip_listener *l = check_listener(L);
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)l->stack.rx);
+  lua_setfield(L, -2, "rx");
+  lua_pushnumber(L, (lua_Number)l->stack.tx);
+  lua_setfield(L, -2, "tx");
+  lua_pushnumber(L, (lua_Number)l->stack.rx_errors);
+  lua_setfield(L, -2, "rx_errors");
+  lua_pushnumber(L, (lua_Number)l->stack.retransmits);
+  lua_setfield(L, -2, "retransmits");
+  lua_pushnumber(L, (lua_Number)l->stack.n_calls);
+  lua_setfield(L, -2, "calls");
+  lua_pushnumber(L, (lua_Number)l->stack.n_txns);
+  lua_setfield(L, -2, "transactions");
+  return 1;
+}
+
+/* ---- calls ------------------------------------------------------------------------ */
+
+static void callres_wake(sip_callres *cr) { ml_waitq_wake(&cr->waiters, 0x7fffffff); }
+
+static void on_call_event(ml_sip_call *c, int ev, void *data)
+{
+  sip_callres *cr = data;
+  if (ev == ML_CALL_EV_CONFIRMED) cr->confirmed = 1;
+  if (ev == ML_CALL_EV_ENDED) {
+    cr->ended = 1;
+    cr->end_reason = c->end_reason;
+    cr->end_code = c->end_code;
+    if (cr->rtp_open) cr->rtp.cfg.send = 0; /* the call is over: stop sending */
+  }
+  callres_wake(cr);
+}
+
+static void on_dtmf(ml_rtp_stream *s, char digit, void *data)
+{
+  sip_callres *cr = data;
+  (void)s;
+  if (cr->dtmf_count < DTMF_QUEUE) cr->dtmf[(cr->dtmf_head + cr->dtmf_count++) % DTMF_QUEUE] = digit;
+  callres_wake(cr);
+}
+
+static void on_rtp_closed(ml_rtp_stream *s, void *data)
+{
+  (void)s;
+  sip_callres *cr = data;
+  ml_res_closed(&cr->res);
+}
+
+static void callres_close(ml_res *r)
+{
+  sip_callres *cr = (sip_callres *)r;
+  if (cr->call) {
+    ml_sip_call_hangup(cr->call); /* BYE, or 603 while ringing; the stack finishes it */
+    ml_sip_call_release(cr->call);
+    cr->call = NULL;
+  }
+  if (cr->listener) {
+    ml_list_remove(&cr->link);
+    listener_call_gone(cr->listener);
+    cr->listener = NULL;
+  }
+  cr->ended = 1;
+  callres_wake(cr);
+  if (cr->rtp_open)
+    ml_rtp_stream_close(&cr->rtp); /* ml_res_closed when the socket is closed */
+  else
+    ml_res_closed(r);
+}
+
+static void callres_free(ml_res *r) { free(r); }
+
+static ml_res_type call_type = {"sip_call", 0, callres_close, callres_free};
+
+static int l_listener_accept(lua_State *L)
+{
+  sip_listener *l = (sip_listener *)ml_box_get(L, 1, LISTENER_MT);
+  ml_task *t = ml_bind_wait_task(L, "sip listener:accept");
+  if (!l || l->res.state != ML_RES_OPEN) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  /* skip calls that ended (cancelled) while they waited */
+  while (l->count && l->pending[l->head]->state == ML_CALL_ENDED) {
+    ml_sip_call_release(l->pending[l->head]);
+    l->head = (l->head + 1) % PENDING_MAX;
+    l->count--;
+  }
+  if (!l->count) {
+    ml_waitq_wait(&l->acceptors, t, "sip accept");
+    return lua_yield(L, 0);
+  }
+  ml_sip_call *c = l->pending[l->head];
+  l->head = (l->head + 1) % PENDING_MAX;
+  l->count--;
+  sip_callres *cr = calloc(1, sizeof *cr);
+  if (!cr) return luaL_error(L, "out of memory");
+  cr->listener = l;
+  cr->call = c;
+  ml_waitq_init(&cr->waiters);
+  ml_list_push(&l->calls, &cr->link);
+  c->on_event = on_call_event;
+  c->data = cr;
+  char where[64];
+  ml_bind_where(L, where, sizeof where);
+  ml_res_open(t->loop, &cr->res, &call_type, t->cur, where);
+  lua_pushboolean(L, 1);
+  ml_box_new(L, &cr->res, CALL_MT);
+  return 2;
+}
+
+static sip_callres *check_call(lua_State *L)
+{
+  sip_callres *cr = (sip_callres *)ml_box_get(L, 1, CALL_MT);
+  if (!cr) luaL_error(L, "moonline.sip: the call is closed");
+  return cr;
+}
+
+static const char *call_state_name(sip_callres *cr)
+{
+  if (cr->ended || !cr->call) return "ended";
+  switch (cr->call->state) {
+  case ML_CALL_RINGING:
+    return "ringing";
+  case ML_CALL_ANSWERED:
+    return "answered";
+  case ML_CALL_CONFIRMED:
+    return "confirmed";
+  case ML_CALL_ENDING:
+    return "ending";
+  default:
+    return "ended";
+  }
+}
+
+static int l_call_state(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  lua_pushstring(L, call_state_name(cr));
+  if (!cr->ended) return 1;
+  lua_pushstring(L, cr->end_reason ? cr->end_reason : "ended");
+  lua_pushinteger(L, cr->end_code);
+  return 3;
+}
+
+static void push_strfield(lua_State *L, const char *k, const char *v, size_t n)
+{
+  lua_pushlstring(L, v, n);
+  lua_setfield(L, -2, k);
+}
+
+static int l_call_info(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  lua_createtable(L, 0, 6);
+  ml_sip_call *c = cr->call;
+  if (!c) return 1;
+  push_strfield(L, "call_id", c->call_id, strlen(c->call_id));
+  push_strfield(L, "from", c->remote_party, strlen(c->remote_party));
+  push_strfield(L, "to", c->local_party, strlen(c->local_party));
+  push_strfield(L, "remote_target", c->remote_target, strlen(c->remote_target));
+  if (c->remote_sdp) push_strfield(L, "sdp", c->remote_sdp, c->remote_sdp_len);
+  char peer[80];
+  ml_sip_addr_format(&c->peer, peer, sizeof peer, 1);
+  push_strfield(L, "peer", peer, strlen(peer));
+  return 1;
+}
+
+static int fail(lua_State *L, const char *msg)
+{
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+/* answer: negotiate the offer, open RTP, send 200 + SDP; 488 when nothing fits */
+static int l_call_answer(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  ml_sip_call *c = cr->call;
+  if (!c || c->state != ML_CALL_RINGING) return fail(L, "the call is not ringing");
+  if (!c->remote_sdp) return fail(L, "no SDP offer in the INVITE (offer in the 200 is not supported yet)");
+  ml_sdp *offer = malloc(sizeof *offer);
+  if (!offer) return luaL_error(L, "out of memory");
+  ml_sdp_answer_params ap;
+  ml_sdp_caps caps;
+  memset(&caps, 0, sizeof caps);
+  caps.pcmu = caps.pcma = 1;
+  ml_sdp_events_add(&caps.events, 0, 15);
+  caps.ptime = 20;
+  ml_sdp_err perr = ml_sdp_parse(offer, c->remote_sdp, c->remote_sdp_len);
+  if (perr != 0 || ml_sdp_negotiate(offer, &caps, &ap) != ML_SDP_NEG_OK) {
+    free(offer);
+    ml_sip_call_reject(c, 488);
+    return fail(L, perr != 0 ? "488: the SDP offer is malformed" : "488: no common codec");
+  }
+  int port = 0;
+  int rc =
+      ml_rtp_stream_open(&cr->rtp, c->stack->loop, cr->listener ? cr->listener->host : "127.0.0.1", &port);
+  if (rc) {
+    free(offer);
+    ml_sip_call_reject(c, 500);
+    return fail(L, uv_strerror(rc));
+  }
+  cr->rtp_open = 1;
+  cr->rtp.on_dtmf = on_dtmf;
+  cr->rtp.on_closed = on_rtp_closed;
+  cr->rtp.data = cr;
+  ml_sdp_desc d;
+  ml_sdp_desc_answer(&d, offer, &ap);
+  const char *host = cr->listener ? cr->listener->host : "127.0.0.1";
+  d.username = ML_STR_LIT("moonline");
+  d.sess_id = uv_hrtime() / 1000;
+  d.sess_version = 1;
+  d.addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
+  d.addr = ml_str_c(host);
+  d.port = (uint16_t)port;
+  char sdp[2048];
+  int n = ml_sdp_write(sdp, sizeof sdp, &d);
+  ml_rtp_stream_cfg rc_cfg;
+  memset(&rc_cfg, 0, sizeof rc_cfg);
+  rc_cfg.pt = ap.pt;
+  rc_cfg.alaw = ap.codec == ML_SDP_PCMA;
+  rc_cfg.te_pt = ap.te_pt;
+  rc_cfg.ptime_ms = ap.ptime;
+  rc_cfg.send = ap.send;
+  char addr[64];
+  snprintf(addr, sizeof addr, "%.*s", (int)ap.remote.addr.n, ap.remote.addr.p);
+  ml_sip_addr remote;
+  if (ml_sip_addr_resolve(addr, ap.remote_port, &remote) == 0) {
+    rc_cfg.remote = remote.ss;
+    rc_cfg.remote_len = remote.len;
+  } else {
+    rc_cfg.send = 0; /* a name, not an address: wait for their RTP (symmetric) */
+  }
+  free(offer);
+  if (n < 0 || ml_sip_call_answer(c, sdp, (size_t)n) != 0) return fail(L, "cannot build the 200 OK");
+  ml_rtp_stream_start(&cr->rtp, &rc_cfg);
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int l_call_reject(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  int code = (int)luaL_optinteger(L, 2, 486);
+  if (code < 300 || code > 699) return luaL_argerror(L, 2, "a final error code 300..699");
+  if (!cr->call || ml_sip_call_reject(cr->call, code) != 0) return fail(L, "the call is not ringing");
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int l_call_hangup(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  if (cr->call) ml_sip_call_hangup(cr->call);
+  if (cr->rtp_open) cr->rtp.cfg.send = 0;
+  return 0;
+}
+
+static int l_call_tone(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  if (!cr->rtp_open) return luaL_error(L, "moonline.sip call:tone: answer the call first");
+  ml_rtp_stream_tone(&cr->rtp, luaL_checknumber(L, 2), luaL_optnumber(L, 3, 0.5), luaL_optnumber(L, 4, 0));
+  return 0;
+}
+
+/* wait("confirmed"|"ended") -> true, state | false, "ended" */
+static int l_call_wait(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  const char *what = luaL_checkstring(L, 2);
+  int want_ended = !strcmp(what, "ended");
+  if (!want_ended && strcmp(what, "confirmed")) return luaL_argerror(L, 2, "\"confirmed\" or \"ended\"");
+  ml_task *t = ml_bind_wait_task(L, "sip call:wait");
+  if (cr->ended) {
+    lua_pushboolean(L, want_ended);
+    lua_pushstring(L, want_ended ? call_state_name(cr) : "ended");
+    return 2;
+  }
+  if (!want_ended && cr->confirmed) {
+    lua_pushboolean(L, 1);
+    lua_pushstring(L, call_state_name(cr));
+    return 2;
+  }
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  ml_waitq_wait(&cr->waiters, t, want_ended ? "sip call end" : "sip call ACK");
+  return lua_yield(L, 0);
+}
+
+/* read_dtmf() -> true, digit | false, "ended" */
+static int l_call_read_dtmf(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  ml_task *t = ml_bind_wait_task(L, "sip call:read_dtmf");
+  if (cr->dtmf_count) {
+    char d = cr->dtmf[cr->dtmf_head];
+    cr->dtmf_head = (cr->dtmf_head + 1) % DTMF_QUEUE;
+    cr->dtmf_count--;
+    lua_pushboolean(L, 1);
+    lua_pushlstring(L, &d, 1);
+    return 2;
+  }
+  if (cr->ended) return fail(L, "ended");
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  ml_waitq_wait(&cr->waiters, t, "sip call DTMF");
+  return lua_yield(L, 0);
+}
+
+static int l_call_rtp_stats(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  lua_createtable(L, 0, 6);
+  if (!cr->rtp_open) return 1;
+  ml_rtp_rx_stats st;
+  ml_rtp_receiver_stats(&cr->rtp.rx, &st);
+  lua_pushnumber(L, (lua_Number)cr->rtp.tx_packets);
+  lua_setfield(L, -2, "tx_packets");
+  lua_pushnumber(L, (lua_Number)cr->rtp.rx_packets);
+  lua_setfield(L, -2, "rx_packets");
+  lua_pushnumber(L, (lua_Number)cr->rtp.rx_bad);
+  lua_setfield(L, -2, "rx_bad");
+  lua_pushnumber(L, (lua_Number)cr->rtp.max_send_lag_ns / 1e6);
+  lua_setfield(L, -2, "max_send_lag_ms");
+  lua_pushnumber(L, (lua_Number)cr->rtp.dtmf.digits);
+  lua_setfield(L, -2, "dtmf_digits");
+  return 1;
+}
+
+int ml_open_sip(lua_State *L)
+{
+  static const luaL_Reg listener_methods[] = {
+      {"accept", l_listener_accept}, {"port", l_listener_port}, {"set_draining", l_listener_draining},
+      {"stats", l_listener_stats},   {"close", ml_box_close},   {NULL, NULL}};
+  static const luaL_Reg call_methods[] = {{"info", l_call_info},
+                                          {"answer", l_call_answer},
+                                          {"reject", l_call_reject},
+                                          {"hangup", l_call_hangup},
+                                          {"state", l_call_state},
+                                          {"wait", l_call_wait},
+                                          {"tone", l_call_tone},
+                                          {"read_dtmf", l_call_read_dtmf},
+                                          {"rtp_stats", l_call_rtp_stats},
+                                          {"close", ml_box_close},
+                                          {NULL, NULL}};
+  ml_res_type_register(&listener_type);
+  ml_res_type_register(&call_type);
+  ml_bind_class(L, LISTENER_MT, listener_methods);
+  ml_bind_class(L, CALL_MT, call_methods);
+  lua_pushcfunction(L, l_sip_listen);
+  lua_setfield(L, -2, "sip_listen");
+  return 0;
+}

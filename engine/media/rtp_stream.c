@@ -1,0 +1,151 @@
+/* RTP stream of a call (see rtp_stream.h). */
+#include <math.h>
+#include <string.h>
+
+#include "g711.h"
+#include "rtp_stream.h"
+
+#define NS_PER_MS 1000000ull
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  (void)suggested;
+  ml_rtp_stream *s = h->data;
+  *buf = uv_buf_init((char *)s->rbuf, sizeof s->rbuf);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *addr, unsigned flags)
+{
+  ml_rtp_stream *s = h->data;
+  (void)flags;
+  if (n <= 0 || !addr) return;
+  ml_rtp_packet p;
+  int r = ml_rtp_parse((const uint8_t *)buf->base, (size_t)n, &p);
+  if (r == ML_RTP_RTCP) return;
+  if (r != ML_RTP_OK) {
+    s->rx_bad++;
+    return;
+  }
+  s->rx_packets++;
+  if (!s->learned) {
+    /* symmetric RTP: answer where the peer's packets come from (NAT) */
+    s->learned = 1;
+    s->cfg.remote_len =
+        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&s->cfg.remote, addr, s->cfg.remote_len);
+  }
+  ml_rtp_receiver_update(&s->rx, &p, ml_clock_now(s->loop));
+  if (s->cfg.te_pt >= 0 && p.pt == (uint8_t)s->cfg.te_pt) {
+    char digit;
+    if (ml_dtmf_receiver_feed(&s->dtmf, p.ts, p.marker, p.payload, p.payload_len, &digit) == 1 && s->on_dtmf)
+      s->on_dtmf(s, digit, s->data);
+  }
+}
+
+int ml_rtp_stream_open(ml_rtp_stream *s, ml_loop *loop, const char *host, int *port)
+{
+  memset(s, 0, sizeof *s);
+  s->loop = loop;
+  s->cfg.te_pt = -1;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int rc = uv_ip4_addr(host, 0, (struct sockaddr_in *)&ss);
+  if (rc) rc = uv_ip6_addr(host, 0, (struct sockaddr_in6 *)&ss);
+  if (rc) return rc;
+  if ((rc = uv_udp_init(loop->uv, &s->udp)) != 0) return rc;
+  s->udp.data = s;
+  s->open = 1;
+  if ((rc = uv_udp_bind(&s->udp, (const struct sockaddr *)&ss, 0)) != 0 ||
+      (rc = uv_udp_recv_start(&s->udp, on_alloc, on_recv)) != 0) {
+    ml_rtp_stream_close(s);
+    return rc;
+  }
+  struct sockaddr_storage local;
+  int len = sizeof local;
+  uv_udp_getsockname(&s->udp, (struct sockaddr *)&local, &len);
+  *port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
+                                      : ntohs(((struct sockaddr_in *)&local)->sin_port);
+  ml_rtp_sender_init(&s->tx);
+  ml_rtp_receiver_init(&s->rx, 8000);
+  ml_dtmf_receiver_init(&s->dtmf);
+  return 0;
+}
+
+/* one frame of the current source: the tone or silence */
+static void fill_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n, uint64_t now)
+{
+  if (s->tone_on && s->tone_until_ns && now >= s->tone_until_ns) s->tone_on = 0;
+  if (!s->tone_on) {
+    memset(pcm, 0, n * sizeof *pcm);
+    return;
+  }
+  double step = 2.0 * M_PI * s->tone_hz / 8000.0, amp = 32767.0 * s->tone_level;
+  for (unsigned i = 0; i < n; i++) {
+    pcm[i] = (int16_t)(amp * sin(s->tone_phase));
+    s->tone_phase += step;
+  }
+  s->tone_phase = fmod(s->tone_phase, 2.0 * M_PI);
+}
+
+static void send_frame(ml_rtp_stream *s, uint64_t now)
+{
+  unsigned samples = s->cfg.ptime_ms * 8;
+  int16_t pcm[240];
+  fill_frame(s, pcm, samples, now);
+  size_t h = ml_rtp_sender_write(&s->tx, s->sbuf, sizeof s->sbuf, s->cfg.pt, 0, samples);
+  if (!h) return;
+  if (s->cfg.alaw)
+    ml_alaw_encode(s->sbuf + h, pcm, samples);
+  else
+    ml_ulaw_encode(s->sbuf + h, pcm, samples);
+  uv_buf_t b = uv_buf_init((char *)s->sbuf, (unsigned)(h + samples));
+  if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->cfg.remote) > 0) s->tx_packets++;
+}
+
+static void on_tick(ml_timer *tm)
+{
+  ml_rtp_stream *s = ml_container_of(tm, ml_rtp_stream, tick);
+  uint64_t now = ml_clock_now(s->loop), period = s->cfg.ptime_ms * NS_PER_MS;
+  if (now > s->next_ns && now - s->next_ns > s->max_send_lag_ns) s->max_send_lag_ns = now - s->next_ns;
+  if (s->cfg.send) send_frame(s, now);
+  s->next_ns += period;
+  if (s->next_ns + period < now) { /* the loop stalled: skip, do not burst */
+    s->late_ticks++;
+    s->next_ns = now + period;
+  }
+  ml_timer_start(s->loop, &s->tick, s->next_ns > now ? s->next_ns - now : 0);
+}
+
+void ml_rtp_stream_start(ml_rtp_stream *s, const ml_rtp_stream_cfg *cfg)
+{
+  s->cfg = *cfg;
+  if (s->cfg.ptime_ms != 30) s->cfg.ptime_ms = 20;
+  ml_timer_init(&s->tick, on_tick);
+  s->next_ns = ml_clock_now(s->loop);
+  ml_timer_start(s->loop, &s->tick, 0);
+}
+
+void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double seconds)
+{
+  s->tone_hz = hz;
+  s->tone_level = level < 0 ? 0 : level > 1 ? 1 : level;
+  s->tone_on = hz > 0 && level > 0;
+  s->tone_until_ns = seconds > 0 ? ml_clock_now(s->loop) + (uint64_t)(seconds * 1e9) : 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+  ml_rtp_stream *s = h->data;
+  if (s->on_closed) s->on_closed(s, s->data);
+}
+
+void ml_rtp_stream_close(ml_rtp_stream *s)
+{
+  if (s->tick.cb) ml_timer_stop(s->loop, &s->tick);
+  if (!s->open) {
+    if (s->on_closed) s->on_closed(s, s->data);
+    return;
+  }
+  s->open = 0;
+  uv_close((uv_handle_t *)&s->udp, on_closed);
+}

@@ -1,0 +1,60 @@
+/* One RTP stream of a call: its UDP socket, the G.711 encoder and the send
+ * clock (one packet per ptime, paced by the engine clock against a fixed
+ * schedule so timing errors do not accumulate), and the receive side
+ * (validation, symmetric RTP, telephone-event digits). No allocation per
+ * packet: one send buffer and one receive buffer per stream. */
+#ifndef ML_RTP_STREAM_H
+#define ML_RTP_STREAM_H
+
+#include <netinet/in.h>
+
+#include "dtmf.h"
+#include "ml_runtime.h"
+#include "rtp.h"
+
+typedef struct ml_rtp_stream ml_rtp_stream;
+
+typedef struct ml_rtp_stream_cfg {
+  uint8_t pt; /* 0 PCMU, 8 PCMA (static), or the negotiated dynamic pt */
+  int alaw; /* encode A-law instead of µ-law */
+  int te_pt; /* telephone-event payload type, -1: none */
+  uint32_t ptime_ms; /* 20 or 30 */
+  struct sockaddr_storage remote; /* from SDP; replaced by the source of incoming RTP */
+  socklen_t remote_len;
+  int send; /* the answer lets us send */
+} ml_rtp_stream_cfg;
+
+struct ml_rtp_stream {
+  ml_loop *loop;
+  uv_udp_t udp;
+  int open;
+  ml_rtp_stream_cfg cfg;
+  int learned; /* the remote address comes from received RTP (symmetric RTP) */
+  ml_rtp_sender tx;
+  ml_rtp_receiver rx;
+  ml_dtmf_receiver dtmf;
+  /* sending */
+  ml_timer tick;
+  uint64_t next_ns; /* when the next packet is due */
+  double tone_hz, tone_phase, tone_level;
+  uint64_t tone_until_ns; /* 0: until stopped */
+  int tone_on;
+  uint64_t tx_packets, rx_packets, rx_bad, late_ticks;
+  uint64_t max_send_lag_ns; /* how late a packet went out, worst case */
+  uint8_t sbuf[12 + 480];
+  uint8_t rbuf[1500];
+  /* owner */
+  void (*on_dtmf)(ml_rtp_stream *s, char digit, void *data);
+  void (*on_closed)(ml_rtp_stream *s, void *data);
+  void *data;
+};
+
+/* Bind a socket on host (numeric) with an ephemeral port; *port gets it. */
+int ml_rtp_stream_open(ml_rtp_stream *s, ml_loop *loop, const char *host, int *port);
+/* Start media with the negotiated parameters (packets go out every ptime). */
+void ml_rtp_stream_start(ml_rtp_stream *s, const ml_rtp_stream_cfg *cfg);
+/* A sine at hz and level (0..1), for seconds (0: until stopped); silence otherwise. */
+void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double seconds);
+void ml_rtp_stream_close(ml_rtp_stream *s); /* on_closed runs when the socket is closed */
+
+#endif

@@ -1,0 +1,435 @@
+/* The UA core: calls (dialogs) created by inbound INVITEs, and the requests
+ * inside them (ACK, BYE, CANCEL, re-INVITE, OPTIONS, INFO), plus the
+ * out-of-dialog requests a UA answers (OPTIONS, and 481/405/501/503 for the
+ * rest). Calls are found by Call-ID in an open hash, then checked by tags. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sip_call.h"
+
+#define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+
+/* ---- the call table ------------------------------------------------------------- */
+
+static uint64_t hash_str(ml_str s)
+{
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < s.n; i++) {
+    h ^= (unsigned char)s.p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static ml_sip_call **call_bucket(ml_sip_stack *s, ml_str call_id)
+{
+  return &s->calls[hash_str(call_id) & (s->call_cap - 1)];
+}
+
+static void calls_grow(ml_sip_stack *s)
+{
+  size_t old_cap = s->call_cap;
+  ml_sip_call **old = s->calls;
+  s->call_cap = old_cap ? old_cap * 2 : 64;
+  s->calls = calloc(s->call_cap, sizeof *s->calls);
+  if (!s->calls) abort();
+  for (size_t i = 0; i < old_cap; i++) {
+    for (ml_sip_call *c = old[i], *next; c; c = next) {
+      next = c->hash_next;
+      ml_sip_call **b = call_bucket(s, ml_str_c(c->call_id));
+      c->hash_next = *b;
+      *b = c;
+    }
+  }
+  free(old);
+}
+
+static void call_add(ml_sip_stack *s, ml_sip_call *c)
+{
+  if (s->n_calls + 1 > s->call_cap / 2) calls_grow(s);
+  ml_sip_call **b = call_bucket(s, ml_str_c(c->call_id));
+  c->hash_next = *b;
+  *b = c;
+  s->n_calls++;
+}
+
+static void call_remove(ml_sip_stack *s, ml_sip_call *c)
+{
+  for (ml_sip_call **p = call_bucket(s, ml_str_c(c->call_id)); *p; p = &(*p)->hash_next) {
+    if (*p == c) {
+      *p = c->hash_next;
+      s->n_calls--;
+      return;
+    }
+  }
+}
+
+/* the call of an in-dialog request: Call-ID, and our tag in To */
+static ml_sip_call *call_find(ml_sip_stack *s, const ml_sip_msg *req)
+{
+  if (!s->call_cap) return NULL;
+  for (ml_sip_call *c = *call_bucket(s, req->call_id); c; c = c->hash_next)
+    if (ml_str_eq(ml_str_c(c->call_id), req->call_id) &&
+        (req->to.tag.n == 0 || ml_str_eq(ml_str_c(c->local_tag), req->to.tag)))
+      return c;
+  return NULL;
+}
+
+static void copy_str(char *dst, size_t cap, ml_str v)
+{
+  size_t n = v.n < cap - 1 ? v.n : cap - 1;
+  memcpy(dst, v.p, n);
+  dst[n] = '\0';
+}
+
+static void call_free(ml_sip_call *c)
+{
+  ml_sip_stack *s = c->stack;
+  ml_timer_stop(s->loop, &c->ok_timer);
+  ml_timer_stop(s->loop, &c->ack_timeout);
+  if (c->inv_txn) ml_sip_txn_detach(c->inv_txn);
+  call_remove(s, c);
+  free(c->invite);
+  free(c->ok);
+  free(c->remote_sdp);
+  free(c);
+}
+
+static void call_end(ml_sip_call *c, const char *reason, int code)
+{
+  if (c->state == ML_CALL_ENDED) return;
+  c->state = ML_CALL_ENDED;
+  c->end_reason = reason;
+  c->end_code = code;
+  ml_timer_stop(c->stack->loop, &c->ok_timer);
+  ml_timer_stop(c->stack->loop, &c->ack_timeout);
+  if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_ENDED, c->data);
+  if (c->released) call_free(c);
+}
+
+void ml_sip_call_release(ml_sip_call *c)
+{
+  c->released = 1;
+  c->on_event = NULL;
+  if (c->state == ML_CALL_ENDED) call_free(c);
+}
+
+void ml_sip_ua_free_all(ml_sip_stack *s)
+{
+  for (size_t i = 0; i < s->call_cap; i++) {
+    while (s->calls[i]) {
+      ml_sip_call *c = s->calls[i];
+      c->released = 1;
+      c->on_event = NULL;
+      call_free(c);
+    }
+  }
+  free(s->calls);
+  s->calls = NULL;
+  s->call_cap = s->n_calls = 0;
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+
+static void add_common(ml_sip_stack *s, ml_sip_builder *b)
+{
+  ml_sip_builder_headerf(b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_header(b, "Allow", ML_STR_LIT(ALLOW));
+  if (s->cfg.user_agent) ml_sip_builder_header(b, "Server", ml_str_c(s->cfg.user_agent));
+}
+
+/* respond on a server transaction (created here when missing) */
+static void respond(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *req, int code, const char *tag,
+                    const char *ctype, const char *body, size_t body_len)
+{
+  char buf[8192];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  if (ml_sip_build_response(req, code, NULL, ml_str_c(tag ? tag : ""), &b) != 0) return;
+  add_common(s, &b);
+  if (ctype) ml_sip_builder_header(&b, "Content-Type", ml_str_c(ctype));
+  size_t n = ml_sip_builder_finish(&b, ml_str_make(body, body_len));
+  if (n) ml_sip_txn_respond(t, code, buf, n);
+}
+
+static void respond_new(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from, int code)
+{
+  ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
+  char tag[40] = "";
+  if (req->to.tag.n == 0) ml_sip_make_tag(s, tag, sizeof tag);
+  respond(s, t, req, code, tag, NULL, NULL, 0);
+}
+
+/* ---- 2xx retransmission (RFC 3261 §13.3.1.4) ------------------------------------ */
+
+static void on_ok_timer(ml_timer *tm)
+{
+  ml_sip_call *c = ml_container_of(tm, ml_sip_call, ok_timer);
+  if (c->state != ML_CALL_ANSWERED) return;
+  c->stack->retransmits++;
+  ml_sip_stack_send(c->stack, &c->peer, c->ok, c->ok_len);
+  c->ok_interval = c->ok_interval * 2 < ML_SIP_T2_NS ? c->ok_interval * 2 : ML_SIP_T2_NS;
+  ml_timer_start(c->stack->loop, &c->ok_timer, c->ok_interval);
+}
+
+static void send_bye(ml_sip_call *c);
+
+static void on_ack_timeout(ml_timer *tm)
+{
+  ml_sip_call *c = ml_container_of(tm, ml_sip_call, ack_timeout);
+  if (c->state != ML_CALL_ANSWERED) return;
+  /* no ACK within 64*T1: the dialog is confirmed and ended with a BYE */
+  ml_log(ML_LOG_WARN, "sip: call %s: no ACK for the 200; hanging up", c->call_id);
+  send_bye(c);
+  call_end(c, "no ACK", 408);
+}
+
+/* ---- owner actions --------------------------------------------------------------- */
+
+static int reparse_invite(ml_sip_call *c, ml_sip_msg *m)
+{
+  return c->invite ? ml_sip_parse(m, c->invite, c->invite_len, ML_SIP_UDP) : -1;
+}
+
+int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len)
+{
+  ml_sip_stack *s = c->stack;
+  if (c->state != ML_CALL_RINGING || !c->inv_txn) return -1;
+  ml_sip_msg *inv = malloc(sizeof *inv);
+  if (!inv) return -1;
+  if (reparse_invite(c, inv) != 0) {
+    free(inv);
+    return -1;
+  }
+  char buf[8192];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  int ok = ml_sip_build_response(inv, 200, NULL, ml_str_c(c->local_tag), &b) == 0;
+  free(inv);
+  if (!ok) return -1;
+  add_common(s, &b);
+  ml_sip_builder_header(&b, "Supported", ML_STR_LIT("timer"));
+  if (sdp_len) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
+  size_t n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
+  if (!n) return -1;
+  c->ok = malloc(n);
+  if (!c->ok) return -1;
+  memcpy(c->ok, buf, n);
+  c->ok_len = n;
+  ml_sip_txn_respond(c->inv_txn, 200, buf, n);
+  c->state = ML_CALL_ANSWERED;
+  c->ok_interval = ML_SIP_T1_NS;
+  ml_timer_start(s->loop, &c->ok_timer, c->ok_interval);
+  ml_timer_start(s->loop, &c->ack_timeout, 64 * ML_SIP_T1_NS);
+  return 0;
+}
+
+int ml_sip_call_reject(ml_sip_call *c, int code)
+{
+  if (c->state != ML_CALL_RINGING || !c->inv_txn || code < 300 || code > 699) return -1;
+  ml_sip_msg *inv = malloc(sizeof *inv);
+  if (!inv) return -1;
+  if (reparse_invite(c, inv) == 0) respond(c->stack, c->inv_txn, inv, code, c->local_tag, NULL, NULL, 0);
+  free(inv);
+  call_end(c, "rejected", code);
+  return 0;
+}
+
+static void on_bye_done(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data)
+{
+  (void)t;
+  (void)rsp;
+  (void)timeout;
+  ml_sip_call *c = data;
+  call_end(c, "local hangup", 0);
+}
+
+/* BYE (RFC 3261 §15): to the remote target, through the route set, with the
+ * dialog's identifiers; UAS roles: our To is From now and their From is To. */
+static void send_bye(ml_sip_call *c)
+{
+  ml_sip_stack *s = c->stack;
+  char branch[48], buf[4096];
+  ml_sip_make_branch(s, branch, sizeof branch);
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  ml_sip_builder_request_line(&b, ML_STR_LIT("BYE"), ml_str_c(c->remote_target));
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
+  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
+  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
+  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
+  ml_sip_builder_headerf(&b, "CSeq", "%u BYE", (unsigned)++c->local_cseq);
+  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->peer, buf, n, on_bye_done, c);
+}
+
+void ml_sip_call_hangup(ml_sip_call *c)
+{
+  switch (c->state) {
+  case ML_CALL_RINGING:
+    ml_sip_call_reject(c, 603);
+    break;
+  case ML_CALL_ANSWERED:
+  case ML_CALL_CONFIRMED:
+    c->state = ML_CALL_ENDING;
+    ml_timer_stop(c->stack->loop, &c->ok_timer);
+    ml_timer_stop(c->stack->loop, &c->ack_timeout);
+    send_bye(c);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- inbound requests ------------------------------------------------------------ */
+
+static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  ml_sip_call *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->stack = s;
+  c->state = ML_CALL_RINGING;
+  c->peer = *from; /* symmetric: answer where it came from (RFC 3581) */
+  copy_str(c->call_id, sizeof c->call_id, req->call_id);
+  copy_str(c->remote_tag, sizeof c->remote_tag, req->from.tag);
+  ml_sip_make_tag(s, c->local_tag, sizeof c->local_tag);
+  const ml_sip_header *h = ml_sip_header_get(req, ML_SIP_H_FROM);
+  copy_str(c->remote_party, sizeof c->remote_party, h->value);
+  h = ml_sip_header_get(req, ML_SIP_H_TO);
+  snprintf(c->local_party, sizeof c->local_party, "%.*s;tag=%s", (int)h->value.n, h->value.p, c->local_tag);
+  ml_sip_name_addr contact;
+  if (req->n_contact > 0 && ml_sip_parse_name_addr(req->contact[0], &contact) == 0)
+    copy_str(c->remote_target, sizeof c->remote_target, contact.uri.text);
+  else
+    copy_str(c->remote_target, sizeof c->remote_target, req->from.uri.text);
+  for (unsigned i = 0; i < req->n_record_route && c->n_route < ML_SIP_MAX_ROUTESET; i++)
+    copy_str(c->route[c->n_route++], sizeof c->route[0], req->record_route[i]);
+  c->remote_cseq = req->cseq;
+  c->local_cseq = 1;
+  ml_timer_init(&c->ok_timer, on_ok_timer);
+  ml_timer_init(&c->ack_timeout, on_ack_timeout);
+  c->invite = malloc(req->len);
+  if (c->invite) {
+    memcpy(c->invite, req->buf, req->len);
+    c->invite_len = req->len;
+  }
+  if (req->body.n) {
+    c->remote_sdp = malloc(req->body.n);
+    if (c->remote_sdp) {
+      memcpy(c->remote_sdp, req->body.p, req->body.n);
+      c->remote_sdp_len = req->body.n;
+    }
+  }
+  call_add(s, c);
+  c->inv_txn = ml_sip_txn_server_new(s, req, from);
+  c->inv_txn->call = c;
+  respond(s, c->inv_txn, req, 100, NULL, NULL, NULL, 0);
+  respond(s, c->inv_txn, req, 180, c->local_tag, NULL, NULL, 0);
+  if (s->cfg.on_call)
+    s->cfg.on_call(s, c, s->cfg.data);
+  else
+    ml_sip_call_reject(c, 480);
+}
+
+static void handle_cancel(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  ml_sip_txn *inv = ml_sip_txn_find(s, req->via0.branch, ML_SIP_INVITE, 1);
+  if (!inv) {
+    respond_new(s, req, from, 481);
+    return;
+  }
+  respond_new(s, req, from, 200);
+  ml_sip_call *c = inv->call;
+  if (c && c->state == ML_CALL_RINGING) {
+    ml_sip_msg *m = malloc(sizeof *m);
+    if (m && reparse_invite(c, m) == 0) respond(s, inv, m, 487, c->local_tag, NULL, NULL, 0);
+    free(m);
+    call_end(c, "cancelled", 487);
+  }
+}
+
+static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  if (req->method == ML_SIP_ACK) {
+    if (c->state == ML_CALL_ANSWERED) {
+      c->state = ML_CALL_CONFIRMED;
+      ml_timer_stop(s->loop, &c->ok_timer);
+      ml_timer_stop(s->loop, &c->ack_timeout);
+      if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_CONFIRMED, c->data);
+    }
+    return;
+  }
+  if (req->cseq < c->remote_cseq) { /* RFC 3261 §12.2.2 */
+    respond_new(s, req, from, 500);
+    return;
+  }
+  c->remote_cseq = req->cseq;
+  switch (req->method) {
+  case ML_SIP_BYE:
+    respond_new(s, req, from, 200);
+    call_end(c, "remote hangup", 0);
+    break;
+  case ML_SIP_OPTIONS:
+  case ML_SIP_INFO:
+    respond_new(s, req, from, 200);
+    break;
+  case ML_SIP_INVITE: { /* re-INVITE: keep the session as it is (hold comes later) */
+    ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
+    const char *sdp = NULL;
+    size_t sdp_len = 0;
+    ml_sip_msg *ok = malloc(sizeof *ok);
+    if (ok && c->ok && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0) {
+      sdp = ok->body.p;
+      sdp_len = ok->body.n;
+    }
+    respond(s, t, req, 200, NULL, sdp_len ? "application/sdp" : NULL, sdp, sdp_len);
+    free(ok);
+    break;
+  }
+  default:
+    respond_new(s, req, from, 501);
+    break;
+  }
+}
+
+void ml_sip_ua_request(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  if (req->method == ML_SIP_CANCEL) {
+    handle_cancel(s, req, from);
+    return;
+  }
+  ml_sip_call *c = req->to.tag.n ? call_find(s, req) : NULL;
+  if (c) {
+    handle_in_dialog(s, c, req, from);
+    return;
+  }
+  if (req->method == ML_SIP_ACK) return; /* for nothing we know: absorb */
+  if (req->to.tag.n) { /* in-dialog, but not a dialog of ours */
+    respond_new(s, req, from, 481);
+    return;
+  }
+  switch (req->method) {
+  case ML_SIP_INVITE:
+    if (s->draining)
+      respond_new(s, req, from, 503);
+    else
+      new_call(s, req, from);
+    break;
+  case ML_SIP_OPTIONS:
+    respond_new(s, req, from, s->draining ? 503 : 200);
+    break;
+  case ML_SIP_BYE:
+    respond_new(s, req, from, 481);
+    break;
+  case ML_SIP_REGISTER:
+    respond_new(s, req, from, 405);
+    break;
+  default:
+    respond_new(s, req, from, 501);
+    break;
+  }
+}

@@ -1,0 +1,97 @@
+-- moonline.sip: answer phone calls.
+--
+--   local sip = require "moonline.sip"
+--   local listener = sip.listen{ host = "127.0.0.1", port = 5060, handler = function(call)
+--     call:answer()            -- 200 OK with our SDP answer; RTP starts
+--     call:tone(440, 0.5, 3)   -- a 440 Hz tone for 3 s
+--     call:wait("ended")       -- until the caller hangs up
+--   end }
+--
+-- Each inbound call runs `handler(call)` in its own task; the call belongs to
+-- that task's scope: when the handler returns or fails, the call is hung up
+-- (BYE, or 603 while ringing) and its RTP socket closed.
+--
+-- The accept loop runs until listener:close() (or a cancellation): a scope
+-- that returns normally waits for it. Closing stops accepting (new INVITEs
+-- and OPTIONS get 503) and lets the calls in progress finish. sip.serve(opts,
+-- body) does that around a body function.
+local core = require "moonline.core"
+local task = require "moonline.task"
+
+local await = task.await
+local waitable = task.waitable
+
+local _M = {}
+
+local Listener = core.methods("moonline.sip_listener")
+local Call = core.methods("moonline.sip_call")
+
+local function wrap(class, name, make)
+  local raw_name = "_raw_" .. name
+  local raw = rawget(class, raw_name)
+  if not raw then
+    raw = class[name]
+    class[raw_name] = raw
+  end
+  class[name] = make(raw)
+end
+
+-- A task woken from a wait queue is resumed with a bare `true`: the C half
+-- is asked again until it has an answer.
+local function retrying(prim)
+  return function(raw)
+    return function(...)
+      waitable(prim)
+      while true do
+        local a, b = await(raw(...))
+        if a ~= nil or b ~= nil then return a, b end
+      end
+    end
+  end
+end
+
+wrap(Listener, "accept", retrying("sip listener:accept"))
+wrap(Call, "wait", retrying("sip call:wait"))
+wrap(Call, "read_dtmf", retrying("sip call:read_dtmf"))
+wrap(Call, "answer", function(raw) return function(self) return await(raw(self)) end end)
+wrap(Call, "reject", function(raw) return function(self, code) return await(raw(self, code)) end end)
+
+--- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
+-- The listener is a resource of the current scope; its accept loop and the
+-- call handlers are tasks of that scope too.
+function _M.listen(opts)
+  opts = opts or {}
+  local raw, err = await(core.sip_listen(opts.host, opts.port, opts.user_agent))
+  if not raw then
+    return nil, err
+  end
+  if opts.handler then
+    local handler = opts.handler
+    task.spawn_supervised("sip accept", function()
+      local took = task.channel(1)
+      while true do
+        -- one task waits in accept; it owns the call it gets, and tells the
+        -- loop to start the next waiter
+        task.spawn_supervised("sip call", function()
+          local call = raw:accept()
+          took:send(call and true or false)
+          if call then handler(call) end
+        end)
+        if not took:recv() then break end
+      end
+    end)
+  end
+  return raw
+end
+
+--- serve(opts, body) -> body's results: listen, run body(listener), then stop
+-- listening (calls in progress finish first), however body ends.
+function _M.serve(opts, body)
+  local listener = assert(_M.listen(opts))
+  return task.scope(function()
+    task.defer(function() listener:close() end)
+    return body(listener)
+  end)
+end
+
+return _M

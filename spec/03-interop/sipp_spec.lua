@@ -1,0 +1,176 @@
+-- Interop with sipp (Debian's sip-tester) on loopback: real SIP, real RTP,
+-- scenarios written for these specs (spec/sipp/*.xml). The engine side runs
+-- in this process; sipp runs as a child process, waited for without blocking
+-- the loop. Every case ends with the ledger empty.
+local rt = require "runtime_helper"
+local task = require "moonline.task"
+local sip = require "moonline.sip"
+local process = require "support.process"
+local files = require "support.files"
+local uv = require "luv"
+
+local SIPP = "/usr/bin/sipp"
+local HAVE_SIPP = io.open(SIPP) ~= nil
+local HOST = "127.0.0.1"
+local next_port = 15060 + (os.time() % 100) * 20
+
+local function ports()
+  next_port = next_port + 4
+  return next_port, next_port + 1, next_port + 2
+end
+
+-- sipp(scenario, engine_port, opts) -> exit code, stdout, stderr
+local function sipp(scenario, engine_port, sipp_port, media_port, opts)
+  opts = opts or {}
+  local args = { "-sf", scenario, "-m", tostring(opts.calls or 1), "-l", tostring(opts.limit or 1),
+                 "-i", HOST, "-p", tostring(sipp_port), "-mi", HOST, "-mp", tostring(media_port),
+                 "-nostdin", "-timeout", tostring(opts.timeout or 20) .. "s", "-timeout_error",
+                 "-trace_err", "-error_file", os.tmpname() }
+  if opts.rate then
+    args[#args + 1] = "-r"
+    args[#args + 1] = tostring(opts.rate)
+  end
+  args[#args + 1] = HOST .. ":" .. engine_port
+  return process.run(SIPP, args, { timeout = (opts.timeout or 20) + 10 })
+end
+
+local function pending_if_no_sipp()
+  if not HAVE_SIPP then
+    pending("sipp is not installed (apt-get install sip-tester)")
+    return true
+  end
+end
+
+describe("SIP interop with sipp", function()
+  it("answers a call, exchanges G.711 RTP both ways, ends on the caller's BYE", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local seen = {}
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      seen.info = call:info()
+      assert(call:answer())
+      call:tone(440, 0.5)
+      seen.confirmed = call:wait("confirmed")
+      call:wait("ended")
+      seen.state = { call:state() }
+      seen.rtp = call:rtp_stats()
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_call.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    assert.equal(0, code, err)
+    while not seen.state do task.sleep(0.01) end
+    assert.matches("sipp caller", seen.info.from)
+    assert.matches("m=audio", seen.info.sdp)
+    assert.equal("confirmed", seen.confirmed)
+    assert.same({ "ended", "remote hangup", 0 }, seen.state)
+    assert.is_true(seen.rtp.tx_packets >= 120, "sent " .. seen.rtp.tx_packets) -- 3 s at 20 ms
+    assert.is_true(seen.rtp.rx_packets >= 50, "received " .. seen.rtp.rx_packets) -- sipp's pcap
+    assert.is_true(seen.rtp.max_send_lag_ms < 20, "send lag " .. seen.rtp.max_send_lag_ms)
+  end))
+
+  it("rejects with the code the script chooses", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      assert(call:reject(486))
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_rejected.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    assert.equal(0, code, err)
+  end))
+
+  it("hangs up itself: BYE to the caller", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local ended
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:wait("confirmed")
+      task.sleep(0.5)
+      call:hangup()
+      call:wait("ended")
+      ended = { call:state() }
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    assert.equal(0, code, err)
+    while not ended do task.sleep(0.01) end
+    assert.same({ "ended", "local hangup", 0 }, ended)
+  end))
+
+  it("a handler that ends without hanging up hangs up by its scope", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:wait("confirmed")
+      task.sleep(0.3)
+      error("the agent script broke") -- the call is closed by the scope: BYE
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    assert.equal(0, code, err)
+  end))
+
+  it("CANCEL while ringing: 200 for the CANCEL, 487 for the INVITE", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local result
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      -- never answers: the caller gives up
+      call:wait("ended")
+      result = { call:state() }
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_cancel.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    assert.equal(0, code, err)
+    while not result do task.sleep(0.01) end
+    assert.same({ "ended", "cancelled", 487 }, result)
+  end))
+
+  it("answers OPTIONS with 200, and 503 while draining", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local listener = assert(sip.listen({ host = HOST, port = port }))
+    local xml = files.slurp("spec/sipp/uac_options.xml")
+    for _, expected in ipairs({ 200, 503 }) do
+      listener:set_draining(expected == 503)
+      local f = files.tmpfile((xml:gsub("EXPECTED_CODE", tostring(expected))))
+      local code, _, err = sipp(f, port, sipp_port, media_port)
+      os.remove(f)
+      assert.equal(0, code, ("OPTIONS expecting %d: %s"):format(expected, err))
+    end
+    listener:close()
+  end))
+
+  it("keeps serving a good call while garbage and truncated datagrams arrive", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:wait("ended")
+    end }))
+    local noise = uv.new_udp()
+    task.defer(function() noise:close() end)
+    local junk = {
+      "\0\1\2\3garbage",
+      "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4",
+      "SIP/2.0 200 OK\r\n\r\n",
+      string.rep("A", 1400),
+      "INVITE sip:agent@127.0.0.1 SIP/2.0\r\nContent-Length: 9999\r\n\r\nv=0",
+    }
+    local spammer = task.spawn(function()
+      for i = 1, 200 do
+        noise:send(junk[i % #junk + 1], HOST, port)
+        task.sleep(0.01)
+      end
+    end)
+    local code, _, err = sipp("spec/sipp/uac_call.xml", port, sipp_port, media_port)
+    listener:close() -- stop accepting; the call in progress finishes
+    spammer:wait()
+    local stats = listener:stats()
+    listener:close()
+    assert.equal(0, code, err)
+    assert.is_true(stats.rx_errors >= 150, "rx_errors " .. stats.rx_errors)
+  end))
+end)

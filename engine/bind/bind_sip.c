@@ -47,6 +47,10 @@ struct sip_callres {
   unsigned dtmf_head, dtmf_count;
   const char *end_reason;
   int end_code, ended, confirmed;
+  int progress; /* outbound: the last provisional code */
+  ml_sip_stack *own_stack; /* outbound without a listener: a stack of its own */
+  int closes; /* asynchronous closes still running (RTP socket, own stack) */
+  ml_timer linger; /* own stack: how long the CANCEL/BYE exchange may take */
 };
 
 /* ---- listener -------------------------------------------------------------------- */
@@ -172,10 +176,16 @@ static int l_listener_stats(lua_State *L)
 
 static void callres_wake(sip_callres *cr) { ml_waitq_wake(&cr->waiters, 0x7fffffff); }
 
+static void start_rtp_from_answer(sip_callres *cr, ml_sip_call *c);
+
 static void on_call_event(ml_sip_call *c, int ev, void *data)
 {
   sip_callres *cr = data;
-  if (ev == ML_CALL_EV_CONFIRMED) cr->confirmed = 1;
+  if (ev == ML_CALL_EV_PROGRESS) cr->progress = c->last_code;
+  if (ev == ML_CALL_EV_CONFIRMED) {
+    cr->confirmed = 1;
+    if (c->outgoing) start_rtp_from_answer(cr, c);
+  }
   if (ev == ML_CALL_EV_ENDED) {
     cr->ended = 1;
     cr->end_reason = c->end_reason;
@@ -193,21 +203,50 @@ static void on_dtmf(ml_rtp_stream *s, char digit, void *data)
   callres_wake(cr);
 }
 
+static void callres_close_done(sip_callres *cr)
+{
+  if (--cr->closes == 0) ml_res_closed(&cr->res);
+}
+
 static void on_rtp_closed(ml_rtp_stream *s, void *data)
 {
   (void)s;
-  sip_callres *cr = data;
-  ml_res_closed(&cr->res);
+  callres_close_done(data);
 }
+
+static void on_own_stack_closed(ml_sip_stack *st) { callres_close_done(st->cfg.data); }
+
+/* the last part of a close: let go of the dialog, close our own stack */
+static void callres_finish_close(sip_callres *cr)
+{
+  ml_timer_stop(cr->res.loop, &cr->linger);
+  if (cr->call) {
+    ml_sip_call_release(cr->call);
+    cr->call = NULL;
+  }
+  if (cr->own_stack) ml_sip_stack_close(cr->own_stack, on_own_stack_closed);
+  callres_close_done(cr);
+}
+
+/* the exchange is over; finish from the loop, not from inside the stack's
+ * own callback (closing the stack there would free the call under it) */
+static void on_linger_event(ml_sip_call *c, int ev, void *data)
+{
+  sip_callres *cr = data;
+  (void)c;
+  if (ev == ML_CALL_EV_ENDED) ml_timer_start(cr->res.loop, &cr->linger, 0);
+}
+
+static void on_linger_timeout(ml_timer *tm)
+{
+  callres_finish_close(ml_container_of(tm, sip_callres, linger));
+}
+
+#define LINGER_NS 4000000000ull
 
 static void callres_close(ml_res *r)
 {
   sip_callres *cr = (sip_callres *)r;
-  if (cr->call) {
-    ml_sip_call_hangup(cr->call); /* BYE, or 603 while ringing; the stack finishes it */
-    ml_sip_call_release(cr->call);
-    cr->call = NULL;
-  }
   if (cr->listener) {
     ml_list_remove(&cr->link);
     listener_call_gone(cr->listener);
@@ -215,13 +254,31 @@ static void callres_close(ml_res *r)
   }
   cr->ended = 1;
   callres_wake(cr);
-  if (cr->rtp_open)
-    ml_rtp_stream_close(&cr->rtp); /* ml_res_closed when the socket is closed */
-  else
-    ml_res_closed(r);
+  /* ml_res_closed once the RTP socket and our own stack (if any) are closed */
+  cr->closes = 1 + (cr->rtp_open ? 1 : 0) + (cr->own_stack ? 1 : 0);
+  if (cr->rtp_open) ml_rtp_stream_close(&cr->rtp);
+  ml_timer_init(&cr->linger, on_linger_timeout);
+  if (cr->call) {
+    ml_sip_call_hangup(cr->call); /* BYE, CANCEL, or 603 while ringing */
+    if (cr->own_stack && cr->call->state != ML_CALL_ENDED) {
+      /* our own socket must outlive the exchange (the ACK for the 487, the
+       * 200 for the BYE): the call ends it, or the linger bound */
+      cr->call->on_event = on_linger_event;
+      cr->call->data = cr;
+      ml_timer_start(r->loop, &cr->linger, LINGER_NS);
+      return;
+    }
+  }
+  callres_finish_close(cr);
 }
 
-static void callres_free(ml_res *r) { free(r); }
+static void callres_free(ml_res *r)
+{
+  sip_callres *cr = (sip_callres *)r;
+  if (cr->own_stack) free((char *)cr->own_stack->cfg.user_agent);
+  free(cr->own_stack);
+  free(r);
+}
 
 static ml_res_type call_type = {"sip_call", 0, callres_close, callres_free};
 
@@ -275,6 +332,10 @@ static const char *call_state_name(sip_callres *cr)
 {
   if (cr->ended || !cr->call) return "ended";
   switch (cr->call->state) {
+  case ML_CALL_CALLING:
+    return "calling";
+  case ML_CALL_PROGRESS:
+    return cr->progress == 183 ? "early" : "ringing";
   case ML_CALL_RINGING:
     return "ringing";
   case ML_CALL_ANSWERED:
@@ -485,6 +546,152 @@ static int l_call_rtp_stats(lua_State *L)
   return 1;
 }
 
+/* ---- outbound calls ------------------------------------------------------------- */
+
+static void sdp_caps_default(ml_sdp_caps *caps)
+{
+  memset(caps, 0, sizeof *caps);
+  caps->pcmu = caps->pcma = 1;
+  ml_sdp_events_add(&caps->events, 0, 15);
+  caps->ptime = 20;
+}
+
+/* the 2xx's SDP answer sets the stream: codec, telephone-event, ptime, address */
+static void start_rtp_from_answer(sip_callres *cr, ml_sip_call *c)
+{
+  if (!cr->rtp_open || !c->remote_sdp) return;
+  ml_sdp *ans = malloc(sizeof *ans);
+  if (!ans) return;
+  ml_sdp_caps caps;
+  sdp_caps_default(&caps);
+  ml_sdp_answer_params ap;
+  /* the answer read as an offer gives its codec, events, ptime and address */
+  if (ml_sdp_parse(ans, c->remote_sdp, c->remote_sdp_len) != 0 ||
+      ml_sdp_negotiate(ans, &caps, &ap) != ML_SDP_NEG_OK) {
+    free(ans);
+    ml_log(ML_LOG_WARN, "sip: call %s: unusable SDP answer; no media", c->call_id);
+    return;
+  }
+  ml_rtp_stream_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.pt = ap.pt;
+  cfg.alaw = ap.codec == ML_SDP_PCMA;
+  cfg.te_pt = ap.te_pt;
+  cfg.ptime_ms = ap.ptime;
+  cfg.send = 1;
+  char addr[64];
+  snprintf(addr, sizeof addr, "%.*s", (int)ap.remote.addr.n, ap.remote.addr.p);
+  ml_sip_addr remote;
+  if (ml_sip_addr_resolve(addr, ap.remote_port, &remote) == 0) {
+    cfg.remote = remote.ss;
+    cfg.remote_len = remote.len;
+  } else {
+    cfg.send = 0;
+  }
+  free(ans);
+  ml_rtp_stream_start(&cr->rtp, &cfg);
+}
+
+/* core.sip_dial(listener|nil, opts) -> true, call | false, err
+ * opts: ruri, to, from, headers (raw lines), host, port (where to send),
+ *       local_host, username, password */
+static int l_sip_dial(lua_State *L)
+{
+  ml_task *t = ml_bind_task(L, "sip.dial");
+  sip_listener *l = lua_isnoneornil(L, 1) ? NULL : (sip_listener *)ml_box_get(L, 1, LISTENER_MT);
+  if (!lua_isnoneornil(L, 1) && (!l || l->res.state != ML_RES_OPEN)) return fail(L, "the listener is closed");
+  luaL_checktype(L, 2, LUA_TTABLE);
+#define OPT(name) (lua_getfield(L, 2, name), lua_tostring(L, -1))
+  const char *ruri = OPT("ruri"), *to = OPT("to"), *from = OPT("from"), *headers = OPT("headers");
+  const char *host = OPT("host"), *local_host = OPT("local_host"), *user = OPT("username"),
+             *pass = OPT("password");
+#undef OPT
+  lua_getfield(L, 2, "port");
+  int port = (int)luaL_optinteger(L, -1, 5060);
+  if (!ruri || !to || !from || !host)
+    return luaL_error(L, "moonline.sip.dial: ruri, to, from and host are needed");
+  ml_sip_dial d;
+  memset(&d, 0, sizeof d);
+  if (ml_sip_addr_resolve(host, port, &d.dest) != 0)
+    return fail(L, "the destination must be a numeric address");
+  sip_callres *cr = calloc(1, sizeof *cr);
+  if (!cr) return luaL_error(L, "out of memory");
+  ml_waitq_init(&cr->waiters);
+  ml_list_init(&cr->link);
+  ml_sip_stack *st;
+  const char *media_host;
+  if (l) {
+    st = &l->stack;
+    media_host = l->host;
+  } else {
+    cr->own_stack = calloc(1, sizeof *cr->own_stack);
+    if (!cr->own_stack) {
+      free(cr);
+      return luaL_error(L, "out of memory");
+    }
+    media_host = local_host ? local_host : "127.0.0.1";
+    ml_sip_stack_cfg cfg = {.host = media_host, .port = 0, .user_agent = "moonline/" MOONLINE_VERSION};
+    int rc = ml_sip_stack_open(cr->own_stack, t->loop, &cfg);
+    if (rc) {
+      free(cr->own_stack);
+      free(cr);
+      return fail(L, uv_strerror(rc));
+    }
+    cr->own_stack->cfg.user_agent = strdup(cfg.user_agent);
+    cr->own_stack->cfg.data = cr;
+    st = cr->own_stack;
+  }
+  /* registered before anything can fail further: the scope owns it now */
+  char where[64];
+  ml_bind_where(L, where, sizeof where);
+  ml_res_open(t->loop, &cr->res, &call_type, t->cur, where);
+  ml_box_new(L, &cr->res, CALL_MT);
+  int box = lua_gettop(L);
+  int rtp_port = 0;
+  int rc = ml_rtp_stream_open(&cr->rtp, t->loop, media_host, &rtp_port);
+  if (rc) {
+    ml_res_close(&cr->res);
+    return fail(L, uv_strerror(rc));
+  }
+  cr->rtp_open = 1;
+  cr->rtp.on_dtmf = on_dtmf;
+  cr->rtp.on_closed = on_rtp_closed;
+  cr->rtp.data = cr;
+  ml_sdp_caps caps;
+  sdp_caps_default(&caps);
+  ml_sdp_desc dsc;
+  ml_sdp_desc_offer(&dsc, &caps);
+  dsc.username = ML_STR_LIT("moonline");
+  dsc.sess_id = uv_hrtime() / 1000;
+  dsc.sess_version = 1;
+  dsc.addrtype = strchr(media_host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
+  dsc.addr = ml_str_c(media_host);
+  dsc.port = (uint16_t)rtp_port;
+  char sdp[2048];
+  int n = ml_sdp_write(sdp, sizeof sdp, &dsc);
+  d.ruri = ruri;
+  d.to = to;
+  d.from = from;
+  d.extra_headers = headers;
+  d.username = user;
+  d.password = pass;
+  d.sdp = sdp;
+  d.sdp_len = n > 0 ? (size_t)n : 0;
+  ml_sip_call *c = n > 0 ? ml_sip_call_dial(st, &d, on_call_event, cr) : NULL;
+  if (!c) {
+    ml_res_close(&cr->res);
+    return fail(L, "cannot build the INVITE (a header too long?)");
+  }
+  cr->call = c;
+  if (l) {
+    cr->listener = l;
+    ml_list_push(&l->calls, &cr->link);
+  }
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, box);
+  return 2;
+}
+
 int ml_open_sip(lua_State *L)
 {
   static const luaL_Reg listener_methods[] = {
@@ -507,5 +714,7 @@ int ml_open_sip(lua_State *L)
   ml_bind_class(L, CALL_MT, call_methods);
   lua_pushcfunction(L, l_sip_listen);
   lua_setfield(L, -2, "sip_listen");
+  lua_pushcfunction(L, l_sip_dial);
+  lua_setfield(L, -2, "sip_dial");
   return 0;
 }

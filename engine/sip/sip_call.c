@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "sip_call.h"
 
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
@@ -90,9 +91,13 @@ static void call_free(ml_sip_call *c)
   ml_timer_stop(s->loop, &c->ack_timeout);
   if (c->inv_txn) ml_sip_txn_detach(c->inv_txn);
   call_remove(s, c);
+  if (c->dial_txn) ml_sip_txn_detach(c->dial_txn);
   free(c->invite);
   free(c->ok);
+  free(c->ack);
   free(c->remote_sdp);
+  free(c->username);
+  free(c->password);
   free(c);
 }
 
@@ -104,7 +109,11 @@ static void call_end(ml_sip_call *c, const char *reason, int code)
   c->end_code = code;
   ml_timer_stop(c->stack->loop, &c->ok_timer);
   ml_timer_stop(c->stack->loop, &c->ack_timeout);
-  if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_ENDED, c->data);
+  if (c->on_event && !c->released) {
+    c->in_event = 1;
+    c->on_event(c, ML_CALL_EV_ENDED, c->data);
+    c->in_event = 0;
+  }
   if (c->released) call_free(c);
 }
 
@@ -112,7 +121,7 @@ void ml_sip_call_release(ml_sip_call *c)
 {
   c->released = 1;
   c->on_event = NULL;
-  if (c->state == ML_CALL_ENDED) call_free(c);
+  if (c->state == ML_CALL_ENDED && !c->in_event) call_free(c);
 }
 
 void ml_sip_ua_free_all(ml_sip_stack *s)
@@ -267,9 +276,17 @@ static void send_bye(ml_sip_call *c)
   if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->peer, buf, n, on_bye_done, c);
 }
 
+static void send_cancel(ml_sip_call *c);
+
 void ml_sip_call_hangup(ml_sip_call *c)
 {
   switch (c->state) {
+  case ML_CALL_CALLING: /* no provisional yet: CANCEL as soon as one arrives */
+    c->cancel_pending = 1;
+    break;
+  case ML_CALL_PROGRESS:
+    send_cancel(c);
+    break;
   case ML_CALL_RINGING:
     ml_sip_call_reject(c, 603);
     break;
@@ -283,6 +300,252 @@ void ml_sip_call_hangup(ml_sip_call *c)
   default:
     break;
   }
+}
+
+/* ---- outbound calls (UAC) -------------------------------------------------------- */
+
+static void set_buf(char **dst, size_t *dst_len, const char *p, size_t n)
+{
+  free(*dst);
+  *dst = NULL;
+  if (dst_len) *dst_len = 0;
+  if (!n) return;
+  *dst = malloc(n);
+  if (!*dst) return;
+  memcpy(*dst, p, n);
+  if (dst_len) *dst_len = n;
+}
+
+static char *dup_c(const char *v) { return v ? strdup(v) : NULL; }
+
+static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data);
+
+/* (Re)send the INVITE: a new branch and CSeq, the offer, and credentials
+ * when a challenge came back. */
+static int send_invite(ml_sip_call *c, const char *ruri, const char *to, const char *extra,
+                       const char *auth_name, const char *auth_value, const char *sdp, size_t sdp_len)
+{
+  ml_sip_stack *s = c->stack;
+  char branch[48], buf[8192];
+  ml_sip_make_branch(s, branch, sizeof branch);
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  ml_sip_builder_request_line(&b, ML_STR_LIT("INVITE"), ml_str_c(ruri));
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
+  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
+  ml_sip_builder_header(&b, "To", ml_str_c(to));
+  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
+  ml_sip_builder_headerf(&b, "CSeq", "%u INVITE", (unsigned)c->local_cseq);
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_header(&b, "Allow", ML_STR_LIT(ALLOW));
+  if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
+  if (auth_name) ml_sip_builder_header(&b, auth_name, ml_str_c(auth_value));
+  if (sdp_len) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
+  /* extra headers are appended raw: they were checked by the binding */
+  size_t n = 0;
+  if (extra && *extra) {
+    size_t el = strlen(extra);
+    if (!b.failed && b.len + el < b.cap) {
+      memcpy(b.buf + b.len, extra, el);
+      b.len += el;
+    } else {
+      b.failed = 1;
+    }
+  }
+  n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
+  if (!n) return -1;
+  set_buf(&c->invite, &c->invite_len, buf, n);
+  if (c->dial_txn) ml_sip_txn_detach(c->dial_txn);
+  c->dial_txn = ml_sip_txn_client_new(s, ML_SIP_INVITE, branch, &c->peer, buf, n, on_invite_rsp, c);
+  c->dial_txn->slot = &c->dial_txn;
+  return 0;
+}
+
+ml_sip_call *ml_sip_call_dial(ml_sip_stack *s, const ml_sip_dial *d,
+                              void (*on_event)(ml_sip_call *, int, void *), void *data)
+{
+  ml_sip_call *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->stack = s;
+  c->outgoing = 1;
+  c->state = ML_CALL_CALLING;
+  c->peer = d->dest;
+  c->on_event = on_event;
+  c->data = data;
+  ml_sip_make_tag(s, c->local_tag, sizeof c->local_tag);
+  char id[40];
+  ml_sip_make_tag(s, id, sizeof id);
+  snprintf(c->call_id, sizeof c->call_id, "%s@moonline", id);
+  snprintf(c->local_party, sizeof c->local_party, "%s;tag=%s", d->from, c->local_tag);
+  snprintf(c->remote_party, sizeof c->remote_party, "%s", d->to);
+  snprintf(c->remote_target, sizeof c->remote_target, "%s", d->ruri);
+  c->local_cseq = 1;
+  c->username = dup_c(d->username);
+  c->password = dup_c(d->password);
+  set_buf(&c->ok, &c->ok_len, d->sdp, d->sdp_len); /* our offer, kept for a re-sent INVITE */
+  ml_timer_init(&c->ok_timer, on_ok_timer);
+  ml_timer_init(&c->ack_timeout, on_ack_timeout);
+  call_add(s, c);
+  if (send_invite(c, d->ruri, d->to, d->extra_headers, NULL, NULL, d->sdp, d->sdp_len) != 0) {
+    call_remove(s, c);
+    free(c->ok);
+    free(c->username);
+    free(c->password);
+    free(c);
+    return NULL;
+  }
+  /* what a retry needs: the extra headers ride in the stored INVITE */
+  return c;
+}
+
+/* CANCEL (RFC 3261 §9.1): same Request-URI, top Via (branch), From, To,
+ * Call-ID and CSeq number as the INVITE; its own transaction. */
+static void send_cancel(ml_sip_call *c)
+{
+  ml_sip_stack *s = c->stack;
+  ml_sip_msg *inv = malloc(sizeof *inv);
+  if (!inv) return;
+  if (!c->invite || ml_sip_parse(inv, c->invite, c->invite_len, ML_SIP_UDP) != 0) {
+    free(inv);
+    return;
+  }
+  char buf[4096];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  ml_sip_builder_request_line(&b, ML_STR_LIT("CANCEL"), inv->ruri.text);
+  ml_sip_builder_header(&b, "Via", inv->via[0]);
+  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
+  const ml_sip_header *h;
+  if ((h = ml_sip_header_get(inv, ML_SIP_H_FROM))) ml_sip_builder_header(&b, "From", h->value);
+  if ((h = ml_sip_header_get(inv, ML_SIP_H_TO))) ml_sip_builder_header(&b, "To", h->value);
+  ml_sip_builder_header(&b, "Call-ID", inv->call_id);
+  ml_sip_builder_headerf(&b, "CSeq", "%u CANCEL", (unsigned)inv->cseq);
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  char branch[64];
+  snprintf(branch, sizeof branch, "%.*s", (int)inv->via0.branch.n, inv->via0.branch.p);
+  free(inv);
+  c->cancel_pending = 0;
+  if (n) ml_sip_txn_client_new(s, ML_SIP_CANCEL, branch, &c->peer, buf, n, NULL, NULL);
+}
+
+/* ACK for a 2xx (RFC 3261 §13.2.2.4): a new transaction-less request to the
+ * remote target through the route set, CSeq number of the INVITE. */
+static void send_ack(ml_sip_call *c, uint32_t cseq)
+{
+  ml_sip_stack *s = c->stack;
+  char branch[48], buf[4096];
+  ml_sip_make_branch(s, branch, sizeof branch);
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  ml_sip_builder_request_line(&b, ML_STR_LIT("ACK"), ml_str_c(c->remote_target));
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
+  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
+  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
+  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
+  ml_sip_builder_headerf(&b, "CSeq", "%u ACK", (unsigned)cseq);
+  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  if (!n) return;
+  set_buf(&c->ack, &c->ack_len, buf, n);
+  ml_sip_stack_send(s, &c->peer, buf, n);
+}
+
+/* 401/407: answer the challenge once with the credentials */
+static int retry_with_auth(ml_sip_call *c, const ml_sip_msg *rsp)
+{
+  if (!c->username || !c->password || c->auth_tries++ > 0) return -1;
+  int proxy = rsp->status == 407;
+  const ml_sip_header *h =
+      ml_sip_header_get(rsp, proxy ? ML_SIP_H_PROXY_AUTHENTICATE : ML_SIP_H_WWW_AUTHENTICATE);
+  ml_digest_chal ch;
+  if (!h || ml_digest_chal_parse(&ch, h->value) != 0) return -1;
+  ml_sip_msg *inv = malloc(sizeof *inv);
+  if (!inv || ml_sip_parse(inv, c->invite, c->invite_len, ML_SIP_UDP) != 0) {
+    free(inv);
+    return -1;
+  }
+  char ruri[512], to[512], extra[2048] = "";
+  snprintf(ruri, sizeof ruri, "%.*s", (int)inv->ruri.text.n, inv->ruri.text.p);
+  const ml_sip_header *th = ml_sip_header_get(inv, ML_SIP_H_TO);
+  snprintf(to, sizeof to, "%.*s", (int)th->value.n, th->value.p);
+  /* keep the caller's extra headers (the ones the stack does not write) */
+  size_t el = 0;
+  for (unsigned i = 0; i < inv->n_headers; i++) {
+    const ml_sip_header *x = &inv->headers[i];
+    if (x->id != ML_SIP_H_OTHER) continue;
+    int w = snprintf(extra + el, sizeof extra - el, "%.*s: %.*s\r\n", (int)x->name.n, x->name.p,
+                     (int)x->value.n, x->value.p);
+    if (w < 0 || (size_t)w >= sizeof extra - el) break;
+    el += (size_t)w;
+  }
+  free(inv);
+  ml_digest_auth a;
+  memset(&a, 0, sizeof a);
+  a.username = ml_str_c(c->username);
+  a.password = ml_str_c(c->password);
+  a.method = ML_STR_LIT("INVITE");
+  a.uri = ml_str_c(ruri);
+  char value[1024];
+  uint32_t nc = 0;
+  if (ml_digest_authorize(value, sizeof value, &ch, &a, &nc) <= 0) return -1;
+  c->local_cseq++;
+  return send_invite(c, ruri, to, extra, proxy ? "Proxy-Authorization" : "Authorization", value, c->ok,
+                     c->ok_len);
+}
+
+static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data)
+{
+  ml_sip_call *c = data;
+  if (t != c->dial_txn) return; /* an older INVITE (before an auth retry) */
+  if (timeout) {
+    ml_sip_txn_detach(t);
+    c->dial_txn = NULL;
+    call_end(c, "timeout", 408);
+    return;
+  }
+  int code = rsp->status;
+  c->last_code = code;
+  if (code < 200) {
+    if (c->state == ML_CALL_CALLING) c->state = ML_CALL_PROGRESS;
+    if (c->cancel_pending) {
+      send_cancel(c);
+      return;
+    }
+    if (rsp->body.n) set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
+    if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_PROGRESS, c->data);
+    return;
+  }
+  if (code < 300) {
+    if (c->state == ML_CALL_CONFIRMED || c->state == ML_CALL_ENDING || c->state == ML_CALL_ENDED) {
+      if (c->ack) ml_sip_stack_send(c->stack, &c->peer, c->ack, c->ack_len); /* a retransmitted 2xx */
+      return;
+    }
+    copy_str(c->remote_tag, sizeof c->remote_tag, rsp->to.tag);
+    const ml_sip_header *h = ml_sip_header_get(rsp, ML_SIP_H_TO);
+    if (h) copy_str(c->remote_party, sizeof c->remote_party, h->value);
+    ml_sip_name_addr contact;
+    if (rsp->n_contact > 0 && ml_sip_parse_name_addr(rsp->contact[0], &contact) == 0)
+      copy_str(c->remote_target, sizeof c->remote_target, contact.uri.text);
+    c->n_route = 0; /* the route set is the Record-Route in reverse (§12.1.2) */
+    for (unsigned i = rsp->n_record_route; i > 0 && c->n_route < ML_SIP_MAX_ROUTESET; i--)
+      copy_str(c->route[c->n_route++], sizeof c->route[0], rsp->record_route[i - 1]);
+    set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
+    send_ack(c, rsp->cseq);
+    if (c->cancel_pending || c->released) { /* answered after we gave up: hang up (D5) */
+      c->state = ML_CALL_ENDING;
+      send_bye(c);
+      return;
+    }
+    c->state = ML_CALL_CONFIRMED;
+    if (c->on_event) c->on_event(c, ML_CALL_EV_CONFIRMED, c->data);
+    return;
+  }
+  if ((code == 401 || code == 407) && retry_with_auth(c, rsp) == 0) return;
+  ml_sip_txn_detach(t);
+  c->dial_txn = NULL;
+  call_end(c, code == 487 ? "cancelled" : code == 401 || code == 407 ? "auth failed" : "rejected", code);
 }
 
 /* ---- inbound requests ------------------------------------------------------------ */
@@ -327,6 +590,7 @@ static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *
   call_add(s, c);
   c->inv_txn = ml_sip_txn_server_new(s, req, from);
   c->inv_txn->call = c;
+  c->inv_txn->slot = &c->inv_txn;
   respond(s, c->inv_txn, req, 100, NULL, NULL, NULL, 0);
   respond(s, c->inv_txn, req, 180, c->local_tag, NULL, NULL, 0);
   if (s->cfg.on_call)

@@ -9,6 +9,8 @@
 #include "sip_stack.h"
 
 enum ml_sip_call_state {
+  ML_CALL_CALLING, /* outbound: INVITE sent, nothing back yet */
+  ML_CALL_PROGRESS, /* outbound: a provisional response (180, 183) */
   ML_CALL_RINGING, /* inbound, 180 sent, waiting for the owner */
   ML_CALL_ANSWERED, /* 2xx sent, waiting for the ACK */
   ML_CALL_CONFIRMED, /* the dialog is up */
@@ -17,7 +19,8 @@ enum ml_sip_call_state {
 };
 
 enum ml_sip_call_event {
-  ML_CALL_EV_CONFIRMED, /* ACK received */
+  ML_CALL_EV_PROGRESS, /* outbound: c->last_code is 1xx (183: remote_sdp may be set) */
+  ML_CALL_EV_CONFIRMED, /* ACK received (inbound) or 2xx received and ACKed (outbound) */
   ML_CALL_EV_ENDED, /* c->end_reason, c->end_code say why */
 };
 
@@ -27,6 +30,7 @@ struct ml_sip_call {
   ml_sip_stack *stack;
   enum ml_sip_call_state state;
   int released; /* the owner let go */
+  int in_event; /* inside on_event: a release there frees after it returns */
   char *invite; /* a copy of the INVITE we answer */
   size_t invite_len;
   ml_sip_txn *inv_txn;
@@ -47,10 +51,34 @@ struct ml_sip_call {
   int end_code;
   char *remote_sdp;
   size_t remote_sdp_len;
+  /* outbound */
+  int outgoing;
+  int last_code; /* the last response to our INVITE */
+  int cancel_pending; /* CANCEL as soon as a provisional response arrives (RFC 3261 §9.1) */
+  int auth_tries;
+  ml_sip_txn *dial_txn;
+  char *ack; /* the ACK for the 2xx, re-sent when the 2xx is retransmitted */
+  size_t ack_len;
+  char *username, *password;
   void (*on_event)(ml_sip_call *c, int ev, void *data);
   void *data;
   ml_sip_call *hash_next;
 };
+
+/* An outbound call: the INVITE goes to `dest` with `sdp` as the offer. */
+typedef struct ml_sip_dial {
+  const char *ruri; /* Request-URI: "sip:bob@127.0.0.1:5080" */
+  const char *to; /* To value: "<sip:bob@…>" */
+  const char *from; /* From value without tag: "\"Agent\" <sip:agent@…>" */
+  const char *extra_headers; /* "Name: value\r\n" lines, or NULL */
+  const char *username, *password; /* digest credentials for 401/407, or NULL */
+  const char *sdp;
+  size_t sdp_len;
+  ml_sip_addr dest;
+} ml_sip_dial;
+
+ml_sip_call *ml_sip_call_dial(ml_sip_stack *s, const ml_sip_dial *d,
+                              void (*on_event)(ml_sip_call *, int, void *), void *data);
 
 /* the stack received a request (sip_stack.c calls this for everything the
  * transaction layer does not absorb) */
@@ -59,7 +87,8 @@ void ml_sip_ua_free_all(ml_sip_stack *s);
 
 int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len);
 int ml_sip_call_reject(ml_sip_call *c, int code);
-/* BYE when confirmed, 487-free reject (603) while ringing; no-op once ended */
+/* BYE when confirmed; inbound ringing: reject (603); outbound not yet
+ * answered: CANCEL; no-op once ended */
 void ml_sip_call_hangup(ml_sip_call *c);
 /* the owner is done with it: no more events; freed when it has ended */
 void ml_sip_call_release(ml_sip_call *c);

@@ -190,12 +190,12 @@ typedef struct ml_sip_via {
 
 /* ---- the message ----------------------------------------------------------- */
 
-/* ml_sip_parse flags */
-#define ML_SIP_STREAM 0 /* one framed message: Content-Length is mandatory */
-#define ML_SIP_UDP                                                                                           \
-  1 /* a datagram (RFC 3261 §18.3): bytes past Content-Length are                                           \
-       dropped, a body shorter than it is an error, no                                                       \
-       Content-Length means the rest of the datagram */
+/* ml_sip_parse flags. ML_SIP_STREAM: one message framed by ml_sip_frame;
+ * Content-Length is mandatory. ML_SIP_UDP: a datagram (RFC 3261 §18.3):
+ * bytes past Content-Length are dropped, a body shorter than it is an
+ * error, no Content-Length means the rest of the datagram. */
+#define ML_SIP_STREAM 0
+#define ML_SIP_UDP 1
 
 typedef struct ml_sip_error {
   int code; /* 0, 400, 505, 513 */
@@ -205,7 +205,8 @@ typedef struct ml_sip_error {
 
 typedef struct ml_sip_msg {
   const char *buf; /* what was parsed */
-  size_t len; /* bytes of buf this message used (head + body) */
+  size_t len; /* bytes of buf this message used (leading CRLFs + head + body); on an
+                 error after the headers were read, the head only */
   ml_sip_error err;
 
   int is_request;
@@ -300,8 +301,10 @@ enum {
 
 /* Finds the end of the first message of a byte stream without copying:
  * the empty line, then Content-Length bytes of body. Stateless: call it
- * again on the grown buffer after each read. Checks only what framing
- * needs; ml_sip_parse validates the message. */
+ * again on the grown buffer after each read (each call rescans the head, at
+ * most ML_SIP_MAX_MSG bytes). Checks only what framing needs: ml_sip_parse
+ * with ML_SIP_STREAM validates the message, and when that fails the stream
+ * cannot be trusted any more — answer 400 if possible and close it. */
 int ml_sip_frame(const char *buf, size_t len, size_t *msg_len);
 
 /* ---- sub-parsers (on views; every result is a view into the input) -------- */

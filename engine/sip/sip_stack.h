@@ -69,6 +69,7 @@ struct ml_sip_txn {
   ml_sip_txn_cb cb; /* client transactions */
   void *cb_data;
   ml_sip_call *call; /* server INVITE: its call */
+  ml_sip_txn **slot; /* the owner's pointer to it, cleared when it goes away */
   ml_sip_txn *hash_next;
 };
 

@@ -135,6 +135,7 @@ static ml_sip_txn *txn_new(ml_sip_stack *s, enum ml_sip_txn_kind kind, ml_sip_me
 static void txn_free(ml_sip_txn *t)
 {
   ml_sip_stack *s = t->stack;
+  if (t->slot && *t->slot == t) *t->slot = NULL;
   ml_timer_stop(s->loop, &t->retransmit);
   ml_timer_stop(s->loop, &t->timeout);
   table_remove(s, t);
@@ -144,6 +145,7 @@ static void txn_free(ml_sip_txn *t)
 
 void ml_sip_txn_detach(ml_sip_txn *t)
 {
+  t->slot = NULL;
   t->cb = NULL;
   t->cb_data = NULL;
   t->call = NULL;

@@ -84,6 +84,82 @@ function _M.listen(opts)
   return raw
 end
 
+-- "Name: value" lines for the INVITE; names must be tokens, values one line
+local function header_lines(headers)
+  if not headers then return nil end
+  local out = {}
+  for name, value in pairs(headers) do
+    if type(name) ~= "string" or not name:match("^[%w%-%.!%%%*_%+`'~]+$") then
+      error("sip.dial: bad header name " .. tostring(name), 3)
+    end
+    value = tostring(value)
+    if value:find("[\r\n%z]") then
+      error("sip.dial: the value of " .. name .. " must be one line", 3)
+    end
+    out[#out + 1] = name .. ": " .. value .. "\r\n"
+  end
+  table.sort(out)
+  return table.concat(out)
+end
+
+--- dial(uri, opts) -> call | nil, err, status
+-- uri: "sip:bob@127.0.0.1:5080", or a number/user with opts.trunk.
+-- opts: trunk = { host =, port =, username =, password = }, from = "sip:agent@host",
+--       headers = { ["X-Case"] = "42" }, ringing_timeout = 30, listener = (send from
+--       a listener's socket; default: a socket of the call's own), local_host,
+--       wait_until_answered = true.
+-- While ringing, a timeout or a cancellation of the calling task sends CANCEL.
+function _M.dial(uri, opts)
+  opts = opts or {}
+  local trunk = opts.trunk or {}
+  local ruri = uri
+  local host, port = trunk.host, trunk.port
+  if not uri:match("^sips?:") then
+    if not host then
+      error("sip.dial: '" .. uri .. "' is not a SIP URI; give a trunk to dial a number", 2)
+    end
+    ruri = ("sip:%s@%s:%d"):format(uri, host, port or 5060)
+  end
+  if not host then -- the URI's host: sip:user@host:port, sip:host, sip:user@[v6]:port
+    local hostport = ruri:match("^sips?:[^@;>]*@([^;>?]+)") or ruri:match("^sips?:([^;>?]+)")
+    if hostport then
+      host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")
+      if not host then host, port = hostport:match("^([^:]+):?(%d*)$") end
+    end
+    port = tonumber(port)
+  end
+  local local_host = opts.local_host or "127.0.0.1"
+  local call, err = await(core.sip_dial(opts.listener, {
+    ruri = ruri, to = "<" .. ruri .. ">",
+    from = "<" .. (opts.from or ("sip:moonline@" .. local_host)) .. ">",
+    headers = header_lines(opts.headers),
+    host = host, port = port or 5060, local_host = local_host,
+    username = trunk.username, password = trunk.password,
+  }))
+  if not call then
+    return nil, err
+  end
+  if opts.wait_until_answered == false then
+    return call
+  end
+  local answered, why = task.with_timeout(opts.ringing_timeout or 30, function()
+    return call:wait("confirmed")
+  end)
+  if answered and why then
+    return call
+  end
+  if not answered then -- no answer in time: CANCEL, and wait for the end (bounded)
+    call:hangup()
+    task.with_timeout(5, function() call:wait("ended") end)
+  end
+  local _, reason, status = call:state()
+  call:close()
+  if not answered then
+    return nil, "no answer", 408
+  end
+  return nil, reason or "ended", status
+end
+
 --- serve(opts, body) -> body's results: listen, run body(listener), then stop
 -- listening (calls in progress finish first), however body ends.
 function _M.serve(opts, body)

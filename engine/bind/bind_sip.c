@@ -48,6 +48,9 @@ struct sip_callres {
   const char *end_reason;
   int end_code, ended, confirmed;
   int progress; /* outbound: the last provisional code */
+  int held; /* the peer put us on hold (sendonly/inactive/c=0.0.0.0) */
+  uint64_t sdp_version; /* of our last SDP */
+  uint64_t sdp_id;
   ml_sip_stack *own_stack; /* outbound without a listener: a stack of its own */
   int closes; /* asynchronous closes still running (RTP socket, own stack) */
   ml_timer linger; /* own stack: how long the CANCEL/BYE exchange may take */
@@ -224,6 +227,12 @@ static void callres_finish_close(sip_callres *cr)
     ml_sip_call_release(cr->call);
     cr->call = NULL;
   }
+  if (cr->listener) { /* last: a closing listener may close its stack now */
+    sip_listener *l = cr->listener;
+    ml_list_remove(&cr->link);
+    cr->listener = NULL;
+    listener_call_gone(l);
+  }
   if (cr->own_stack) ml_sip_stack_close(cr->own_stack, on_own_stack_closed);
   callres_close_done(cr);
 }
@@ -247,11 +256,6 @@ static void on_linger_timeout(ml_timer *tm)
 static void callres_close(ml_res *r)
 {
   sip_callres *cr = (sip_callres *)r;
-  if (cr->listener) {
-    ml_list_remove(&cr->link);
-    listener_call_gone(cr->listener);
-    cr->listener = NULL;
-  }
   cr->ended = 1;
   callres_wake(cr);
   /* ml_res_closed once the RTP socket and our own stack (if any) are closed */
@@ -389,6 +393,55 @@ static int fail(lua_State *L, const char *msg)
   return 2;
 }
 
+static void sdp_caps_default(ml_sdp_caps *caps);
+
+/* A re-INVITE (RFC 3264 §8): hold (sendonly, inactive, c=0.0.0.0) stops our
+ * audio, resume starts it again; the answer mirrors the direction, with the
+ * same origin and the next version. */
+static int on_reoffer(ml_sip_call *c, char *out, size_t cap, void *data)
+{
+  sip_callres *cr = data;
+  if (!cr->rtp_open) return -1;
+  ml_sdp *offer = malloc(sizeof *offer);
+  if (!offer) return -1;
+  ml_sdp_caps caps;
+  sdp_caps_default(&caps);
+  ml_sdp_answer_params ap;
+  int n = -1;
+  if (ml_sdp_parse(offer, c->remote_sdp, c->remote_sdp_len) == 0 &&
+      ml_sdp_negotiate(offer, &caps, &ap) == ML_SDP_NEG_OK) {
+    const char *host = cr->listener ? cr->listener->host : "127.0.0.1";
+    int port = 0;
+    struct sockaddr_storage local;
+    int len = sizeof local;
+    if (uv_udp_getsockname(&cr->rtp.udp, (struct sockaddr *)&local, &len) == 0)
+      port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&local)->sin_port);
+    ml_sdp_desc d;
+    ml_sdp_desc_answer(&d, offer, &ap);
+    d.username = ML_STR_LIT("moonline");
+    d.sess_id = cr->sdp_id;
+    d.sess_version = ++cr->sdp_version;
+    d.addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
+    d.addr = ml_str_c(host);
+    d.port = (uint16_t)port;
+    n = ml_sdp_write(out, cap, &d);
+    if (n >= 0) {
+      cr->held = ap.held;
+      cr->rtp.cfg.send = ap.send; /* on hold: stop sending */
+      char addr[64];
+      snprintf(addr, sizeof addr, "%.*s", (int)ap.remote.addr.n, ap.remote.addr.p);
+      ml_sip_addr remote;
+      if (ap.send && !cr->rtp.learned && ml_sip_addr_resolve(addr, ap.remote_port, &remote) == 0) {
+        cr->rtp.cfg.remote = remote.ss;
+        cr->rtp.cfg.remote_len = remote.len;
+      }
+    }
+  }
+  free(offer);
+  return n;
+}
+
 /* answer: negotiate the offer, open RTP, send 200 + SDP; 488 when nothing fits */
 static int l_call_answer(lua_State *L)
 {
@@ -426,13 +479,14 @@ static int l_call_answer(lua_State *L)
   ml_sdp_desc_answer(&d, offer, &ap);
   const char *host = cr->listener ? cr->listener->host : "127.0.0.1";
   d.username = ML_STR_LIT("moonline");
-  d.sess_id = uv_hrtime() / 1000;
-  d.sess_version = 1;
+  cr->sdp_id = d.sess_id = uv_hrtime() / 1000;
+  cr->sdp_version = d.sess_version = 1;
   d.addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
   d.addr = ml_str_c(host);
   d.port = (uint16_t)port;
   char sdp[2048];
   int n = ml_sdp_write(sdp, sizeof sdp, &d);
+  c->on_reoffer = on_reoffer;
   ml_rtp_stream_cfg rc_cfg;
   memset(&rc_cfg, 0, sizeof rc_cfg);
   rc_cfg.pt = ap.pt;
@@ -526,6 +580,26 @@ static int l_call_read_dtmf(lua_State *L)
   return lua_yield(L, 0);
 }
 
+/* send_dtmf("12#") -> true | false, err */
+static int l_call_send_dtmf(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  const char *digits = luaL_checkstring(L, 2);
+  if (!cr->rtp_open || cr->ended) return fail(L, "the call has no media");
+  if (ml_rtp_stream_send_dtmf(&cr->rtp, digits) != 0)
+    return fail(L,
+                "cannot send these digits (no telephone-event negotiated, a bad digit, or too many queued)");
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int l_call_held(lua_State *L)
+{
+  lua_pushboolean(L, check_call(L)->held);
+  return 1;
+}
+
 static int l_call_rtp_stats(lua_State *L)
 {
   sip_callres *cr = check_call(L);
@@ -543,6 +617,8 @@ static int l_call_rtp_stats(lua_State *L)
   lua_setfield(L, -2, "max_send_lag_ms");
   lua_pushnumber(L, (lua_Number)cr->rtp.dtmf.digits);
   lua_setfield(L, -2, "dtmf_digits");
+  lua_pushnumber(L, (lua_Number)cr->rtp.dtmf_sent);
+  lua_setfield(L, -2, "dtmf_sent");
   return 1;
 }
 
@@ -662,8 +738,8 @@ static int l_sip_dial(lua_State *L)
   ml_sdp_desc dsc;
   ml_sdp_desc_offer(&dsc, &caps);
   dsc.username = ML_STR_LIT("moonline");
-  dsc.sess_id = uv_hrtime() / 1000;
-  dsc.sess_version = 1;
+  cr->sdp_id = dsc.sess_id = uv_hrtime() / 1000;
+  cr->sdp_version = dsc.sess_version = 1;
   dsc.addrtype = strchr(media_host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
   dsc.addr = ml_str_c(media_host);
   dsc.port = (uint16_t)rtp_port;
@@ -683,6 +759,7 @@ static int l_sip_dial(lua_State *L)
     return fail(L, "cannot build the INVITE (a header too long?)");
   }
   cr->call = c;
+  c->on_reoffer = on_reoffer;
   if (l) {
     cr->listener = l;
     ml_list_push(&l->calls, &cr->link);
@@ -706,6 +783,8 @@ int ml_open_sip(lua_State *L)
                                           {"tone", l_call_tone},
                                           {"read_dtmf", l_call_read_dtmf},
                                           {"rtp_stats", l_call_rtp_stats},
+                                          {"send_dtmf", l_call_send_dtmf},
+                                          {"held", l_call_held},
                                           {"close", ml_box_close},
                                           {NULL, NULL}};
   ml_res_type_register(&listener_type);

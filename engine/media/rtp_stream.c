@@ -102,12 +102,68 @@ static void send_frame(ml_rtp_stream *s, uint64_t now)
   if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->cfg.remote) > 0) s->tx_packets++;
 }
 
+#define DTMF_MS 100
+#define DTMF_GAP_MS 60
+
+/* One tick of telephone-events instead of audio; 0 when no digit is due. */
+static int send_dtmf_tick(ml_rtp_stream *s)
+{
+  unsigned samples = s->cfg.ptime_ms * 8;
+  if (!s->dtmf_active) {
+    if (s->dtmf_gap_ticks) {
+      s->dtmf_gap_ticks--;
+      return 0;
+    }
+    while (s->dtmf_pos < s->dtmf_len) {
+      char d = s->dtmf_queue[s->dtmf_pos++];
+      if (d == 'w' || d == 'W') {
+        s->dtmf_gap_ticks = 500 / s->cfg.ptime_ms;
+        return 0;
+      }
+      if (ml_dtmf_sender_start(&s->dtmf_tx, d, DTMF_MS, s->cfg.ptime_ms, 8000, s->tx.ts) == 0) {
+        s->dtmf_active = 1;
+        break;
+      }
+    }
+    if (!s->dtmf_active) return 0;
+  }
+  ml_dtmf_packet pkt;
+  if (!ml_dtmf_sender_next(&s->dtmf_tx, &pkt)) {
+    s->dtmf_active = 0;
+    s->dtmf_sent++;
+    s->dtmf_gap_ticks = DTMF_GAP_MS / s->cfg.ptime_ms;
+    return 0;
+  }
+  size_t h =
+      ml_rtp_sender_write_at(&s->tx, s->sbuf, sizeof s->sbuf, (uint8_t)s->cfg.te_pt, pkt.marker, pkt.ts);
+  if (h) {
+    memcpy(s->sbuf + h, pkt.payload, ML_DTMF_PAYLOAD_SIZE);
+    uv_buf_t b = uv_buf_init((char *)s->sbuf, (unsigned)(h + ML_DTMF_PAYLOAD_SIZE));
+    if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->cfg.remote) > 0) s->tx_packets++;
+  }
+  ml_rtp_sender_advance(&s->tx, samples); /* the media clock keeps running */
+  return 1;
+}
+
+int ml_rtp_stream_send_dtmf(ml_rtp_stream *s, const char *digits)
+{
+  if (s->cfg.te_pt < 0) return -1;
+  size_t n = strlen(digits);
+  if (s->dtmf_pos == s->dtmf_len) s->dtmf_pos = s->dtmf_len = 0;
+  if (s->dtmf_len + n > sizeof s->dtmf_queue) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (digits[i] != 'w' && digits[i] != 'W' && ml_dtmf_event_code(digits[i]) < 0) return -1;
+  memcpy(s->dtmf_queue + s->dtmf_len, digits, n);
+  s->dtmf_len += (unsigned)n;
+  return 0;
+}
+
 static void on_tick(ml_timer *tm)
 {
   ml_rtp_stream *s = ml_container_of(tm, ml_rtp_stream, tick);
   uint64_t now = ml_clock_now(s->loop), period = s->cfg.ptime_ms * NS_PER_MS;
   if (now > s->next_ns && now - s->next_ns > s->max_send_lag_ns) s->max_send_lag_ns = now - s->next_ns;
-  if (s->cfg.send) send_frame(s, now);
+  if (s->cfg.send && !send_dtmf_tick(s)) send_frame(s, now);
   s->next_ns += period;
   if (s->next_ns + period < now) { /* the loop stalled: skip, do not burst */
     s->late_ticks++;

@@ -39,7 +39,13 @@ struct ml_rtp_stream {
   double tone_hz, tone_phase, tone_level;
   uint64_t tone_until_ns; /* 0: until stopped */
   int tone_on;
-  uint64_t tx_packets, rx_packets, rx_bad, late_ticks;
+  /* RFC 4733 digits to send: a queue, one event at a time, a pause between */
+  char dtmf_queue[64];
+  unsigned dtmf_len, dtmf_pos;
+  ml_dtmf_sender dtmf_tx;
+  int dtmf_active;
+  unsigned dtmf_gap_ticks; /* silence left before the next digit ('w': 0.5 s) */
+  uint64_t tx_packets, rx_packets, rx_bad, late_ticks, dtmf_sent;
   uint64_t max_send_lag_ns; /* how late a packet went out, worst case */
   uint8_t sbuf[12 + 480];
   uint8_t rbuf[1500];
@@ -55,6 +61,9 @@ int ml_rtp_stream_open(ml_rtp_stream *s, ml_loop *loop, const char *host, int *p
 void ml_rtp_stream_start(ml_rtp_stream *s, const ml_rtp_stream_cfg *cfg);
 /* A sine at hz and level (0..1), for seconds (0: until stopped); silence otherwise. */
 void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double seconds);
+/* Queue digits (0-9 * # A-D; 'w' waits 0.5 s) as RFC 4733 events, 100 ms
+ * each with 60 ms between; needs a telephone-event pt. -1 if not possible. */
+int ml_rtp_stream_send_dtmf(ml_rtp_stream *s, const char *digits);
 void ml_rtp_stream_close(ml_rtp_stream *s); /* on_closed runs when the socket is closed */
 
 #endif

@@ -84,6 +84,8 @@ static void copy_str(char *dst, size_t cap, ml_str v)
   dst[n] = '\0';
 }
 
+static void set_buf(char **dst, size_t *dst_len, const char *p, size_t n);
+
 static void call_free(ml_sip_call *c)
 {
   ml_sip_stack *s = c->stack;
@@ -641,17 +643,30 @@ static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *
   case ML_SIP_INFO:
     respond_new(s, req, from, 200);
     break;
-  case ML_SIP_INVITE: { /* re-INVITE: keep the session as it is (hold comes later) */
+  case ML_SIP_UPDATE: /* a session-timer refresh without a new offer (RFC 4028) */
+    respond_new(s, req, from, 200);
+    break;
+  case ML_SIP_INVITE: { /* re-INVITE: hold, resume, or a session-timer refresh */
     ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
-    const char *sdp = NULL;
-    size_t sdp_len = 0;
-    ml_sip_msg *ok = malloc(sizeof *ok);
-    if (ok && c->ok && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0) {
-      sdp = ok->body.p;
-      sdp_len = ok->body.n;
+    char sdp[2048];
+    int n = -1;
+    if (req->body.n && c->on_reoffer && !c->released) {
+      set_buf(&c->remote_sdp, &c->remote_sdp_len, req->body.p, req->body.n);
+      n = c->on_reoffer(c, sdp, sizeof sdp, c->data);
+    } else {
+      /* no offer (or nobody to ask): repeat the session we have */
+      ml_sip_msg *ok = malloc(sizeof *ok);
+      if (ok && c->ok && !c->outgoing && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0 &&
+          ok->body.n < sizeof sdp) {
+        memcpy(sdp, ok->body.p, ok->body.n);
+        n = (int)ok->body.n;
+      }
+      free(ok);
     }
-    respond(s, t, req, 200, NULL, sdp_len ? "application/sdp" : NULL, sdp, sdp_len);
-    free(ok);
+    if (n < 0)
+      respond(s, t, req, 488, NULL, NULL, NULL, 0);
+    else
+      respond(s, t, req, 200, NULL, n ? "application/sdp" : NULL, sdp, (size_t)n);
     break;
   }
   default:

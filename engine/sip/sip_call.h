@@ -61,6 +61,9 @@ struct ml_sip_call {
   size_t ack_len;
   char *username, *password;
   void (*on_event)(ml_sip_call *c, int ev, void *data);
+  /* a re-INVITE's offer (in remote_sdp): write the answer into out and
+   * return its length, or -1 for 488. NULL: the first answer is repeated. */
+  int (*on_reoffer)(ml_sip_call *c, char *out, size_t cap, void *data);
   void *data;
   ml_sip_call *hash_next;
 };

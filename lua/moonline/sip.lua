@@ -55,6 +55,7 @@ wrap(Call, "wait", retrying("sip call:wait"))
 wrap(Call, "read_dtmf", retrying("sip call:read_dtmf"))
 wrap(Call, "answer", function(raw) return function(self) return await(raw(self)) end end)
 wrap(Call, "reject", function(raw) return function(self, code) return await(raw(self, code)) end end)
+wrap(Call, "send_dtmf", function(raw) return function(self, digits) return await(raw(self, digits)) end end)
 
 --- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
 -- The listener is a resource of the current scope; its accept loop and the

@@ -128,6 +128,37 @@ describe("SIP interop with sipp", function()
     assert.same({ "ended", "cancelled", 487 }, result)
   end))
 
+  it("hold (re-INVITE sendonly) stops our audio; resume starts it again", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local samples = {}
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:tone(440, 0.3)
+      call:wait("confirmed")
+      while call:state() ~= "ended" do -- sample: held?, packets sent so far
+        samples[#samples + 1] = { call:held(), call:rtp_stats().tx_packets }
+        task.sleep(0.1)
+      end
+    end }))
+    local code, _, err = sipp("spec/sipp/uac_hold.xml", port, sipp_port, media_port)
+    listener:close()
+    assert.equal(0, code, err) -- sipp checked recvonly, then sendrecv, in our answers
+    local held, sent_while_held, first_held_tx, resumed = 0, 0, nil, false
+    for _, smp in ipairs(samples) do
+      if smp[1] then
+        held = held + 1
+        first_held_tx = first_held_tx or smp[2]
+        sent_while_held = smp[2] - first_held_tx
+      elseif held > 0 then
+        resumed = true
+      end
+    end
+    assert.is_true(held >= 5, "held for " .. held .. " samples")
+    assert.is_true(sent_while_held <= 5, sent_while_held .. " packets sent on hold")
+    assert.is_true(resumed)
+  end))
+
   it("answers OPTIONS with 200, and 503 while draining", rt.run(function()
     if pending_if_no_sipp() then return end
     local port, sipp_port, media_port = ports()

@@ -49,6 +49,7 @@ struct sip_callres {
   int end_code, ended, confirmed;
   int progress; /* outbound: the last provisional code */
   int held; /* the peer put us on hold (sendonly/inactive/c=0.0.0.0) */
+  int refer_code, refer_final, referring; /* call:transfer in progress */
   uint64_t sdp_version; /* of our last SDP */
   uint64_t sdp_id;
   ml_sip_stack *own_stack; /* outbound without a listener: a stack of its own */
@@ -185,6 +186,10 @@ static void on_call_event(ml_sip_call *c, int ev, void *data)
 {
   sip_callres *cr = data;
   if (ev == ML_CALL_EV_PROGRESS) cr->progress = c->last_code;
+  if (ev == ML_CALL_EV_REFER) {
+    cr->refer_code = c->refer_code;
+    cr->refer_final = c->refer_final;
+  }
   if (ev == ML_CALL_EV_CONFIRMED) {
     cr->confirmed = 1;
     if (c->outgoing) start_rtp_from_answer(cr, c);
@@ -594,6 +599,44 @@ static int l_call_send_dtmf(lua_State *L)
   return 2;
 }
 
+/* transfer(uri [, referred_by]) -> true | false, err: sends the REFER */
+static int l_call_transfer(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  const char *target = luaL_checkstring(L, 2);
+  const char *by = luaL_optstring(L, 3, NULL);
+  if (strpbrk(target, "\r\n<>") || (by && strpbrk(by, "\r\n<>")))
+    return luaL_argerror(L, 2, "a bare SIP URI");
+  if (!cr->call || ml_sip_call_refer(cr->call, target, by) != 0) return fail(L, "the call is not up");
+  cr->referring = 1;
+  cr->refer_code = 0;
+  cr->refer_final = 0;
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+/* transfer_status() -> code, final: the REFER's response, then each NOTIFY's
+ * sipfrag status; final once the transfer has an outcome */
+static int l_call_transfer_status(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  lua_pushinteger(L, cr->refer_code);
+  lua_pushboolean(L, cr->refer_final || (cr->ended && cr->referring));
+  return 2;
+}
+
+/* wait_change(): until the next event of the call (state, transfer, DTMF) */
+static int l_call_wait_change(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  ml_task *t = ml_bind_wait_task(L, "sip call:wait_change");
+  if (cr->ended) return fail(L, "ended");
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  ml_waitq_wait(&cr->waiters, t, "sip call event");
+  return lua_yield(L, 0);
+}
+
 static int l_call_held(lua_State *L)
 {
   lua_pushboolean(L, check_call(L)->held);
@@ -785,6 +828,9 @@ int ml_open_sip(lua_State *L)
                                           {"rtp_stats", l_call_rtp_stats},
                                           {"send_dtmf", l_call_send_dtmf},
                                           {"held", l_call_held},
+                                          {"transfer", l_call_transfer},
+                                          {"transfer_status", l_call_transfer_status},
+                                          {"wait_change", l_call_wait_change},
                                           {"close", ml_box_close},
                                           {NULL, NULL}};
   ml_res_type_register(&listener_type);

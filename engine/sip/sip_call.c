@@ -8,6 +8,7 @@
 
 #include "digest.h"
 #include "sip_call.h"
+#include "sipfrag.h"
 
 #define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
@@ -550,6 +551,69 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
   call_end(c, code == 487 ? "cancelled" : code == 401 || code == 407 ? "auth failed" : "rejected", code);
 }
 
+/* ---- transfer (REFER, RFC 3515) ---------------------------------------------------- */
+
+static void refer_event(ml_sip_call *c, int code, int final)
+{
+  c->refer_code = code;
+  c->refer_final = final;
+  if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_REFER, c->data);
+}
+
+static void on_refer_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data)
+{
+  (void)t;
+  ml_sip_call *c = data;
+  if (timeout) {
+    refer_event(c, 408, 1);
+    return;
+  }
+  if (rsp->status < 200) return;
+  /* 202: accepted, NOTIFYs follow; anything else ends the attempt */
+  refer_event(c, rsp->status, rsp->status >= 300);
+}
+
+int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_by)
+{
+  if (c->state != ML_CALL_CONFIRMED) return -1;
+  ml_sip_stack *s = c->stack;
+  char branch[48], buf[4096];
+  ml_sip_make_branch(s, branch, sizeof branch);
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  ml_sip_builder_request_line(&b, ML_STR_LIT("REFER"), ml_str_c(c->remote_target));
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
+  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
+  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
+  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
+  ml_sip_builder_headerf(&b, "CSeq", "%u REFER", (unsigned)++c->local_cseq);
+  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_headerf(&b, "Refer-To", "<%s>", target);
+  if (referred_by) ml_sip_builder_headerf(&b, "Referred-By", "<%s>", referred_by);
+  if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  if (!n) return -1;
+  c->refer_code = 0;
+  c->refer_final = 0;
+  ml_sip_txn_client_new(s, ML_SIP_REFER, branch, &c->peer, buf, n, on_refer_rsp, c);
+  return 0;
+}
+
+/* a NOTIFY of the refer subscription: its sipfrag says how the transfer goes */
+static void handle_refer_notify(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req,
+                                const ml_sip_addr *from)
+{
+  respond_new(s, req, from, 200);
+  ml_sipfrag frag;
+  if (req->body.n == 0 || ml_sipfrag_parse(&frag, req->body.p, req->body.n) != 0) return;
+  const ml_sip_header *st = ml_sip_header_get(req, ML_SIP_H_SUBSCRIPTION_STATE);
+  int terminated =
+      st && st->value.n >= 10 && ml_str_ieq(ml_str_make(st->value.p, 10), ML_STR_LIT("terminated"));
+  refer_event(c, (int)frag.status, terminated || frag.status >= 200);
+}
+
 /* ---- inbound requests ------------------------------------------------------------ */
 
 static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
@@ -642,6 +706,9 @@ static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *
   case ML_SIP_OPTIONS:
   case ML_SIP_INFO:
     respond_new(s, req, from, 200);
+    break;
+  case ML_SIP_NOTIFY:
+    handle_refer_notify(s, c, req, from);
     break;
   case ML_SIP_UPDATE: /* a session-timer refresh without a new offer (RFC 4028) */
     respond_new(s, req, from, 200);

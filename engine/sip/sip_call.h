@@ -22,6 +22,7 @@ enum ml_sip_call_event {
   ML_CALL_EV_PROGRESS, /* outbound: c->last_code is 1xx (183: remote_sdp may be set) */
   ML_CALL_EV_CONFIRMED, /* ACK received (inbound) or 2xx received and ACKed (outbound) */
   ML_CALL_EV_ENDED, /* c->end_reason, c->end_code say why */
+  ML_CALL_EV_REFER, /* c->refer_code: the REFER's response, then each NOTIFY's sipfrag */
 };
 
 #define ML_SIP_MAX_ROUTESET 8
@@ -60,6 +61,9 @@ struct ml_sip_call {
   char *ack; /* the ACK for the 2xx, re-sent when the 2xx is retransmitted */
   size_t ack_len;
   char *username, *password;
+  /* transfer (REFER, RFC 3515): the REFER's response, then the sipfrag of
+   * each NOTIFY; refer_final when the subscription is over */
+  int refer_code, refer_final;
   void (*on_event)(ml_sip_call *c, int ev, void *data);
   /* a re-INVITE's offer (in remote_sdp): write the answer into out and
    * return its length, or -1 for 488. NULL: the first answer is repeated. */
@@ -93,6 +97,9 @@ int ml_sip_call_reject(ml_sip_call *c, int code);
 /* BYE when confirmed; inbound ringing: reject (603); outbound not yet
  * answered: CANCEL; no-op once ended */
 void ml_sip_call_hangup(ml_sip_call *c);
+/* REFER the other side to `target` (cold transfer); progress comes as
+ * ML_CALL_EV_REFER events. -1 when the dialog is not up. */
+int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_by);
 /* the owner is done with it: no more events; freed when it has ended */
 void ml_sip_call_release(ml_sip_call *c);
 

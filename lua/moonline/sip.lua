@@ -56,6 +56,39 @@ wrap(Call, "read_dtmf", retrying("sip call:read_dtmf"))
 wrap(Call, "answer", function(raw) return function(self) return await(raw(self)) end end)
 wrap(Call, "reject", function(raw) return function(self, code) return await(raw(self, code)) end end)
 wrap(Call, "send_dtmf", function(raw) return function(self, digits) return await(raw(self, digits)) end end)
+-- call:wait_change() -> true | nil, "ended": until the next event of the call
+wrap(Call, "wait_change", function(raw)
+  return function(self)
+    waitable("sip call:wait_change")
+    local ok, a, b = raw(self)
+    if ok == nil then return await(ok, a, b) end -- cancelled: raises
+    if ok == false then return nil, a end
+    return true
+  end
+end)
+
+--- call:transfer(uri [, { referred_by =, timeout = 30 }]) -> true, status | nil, err, status
+-- Cold transfer (REFER, RFC 3515): the other side is asked to call uri; the
+-- NOTIFYs it sends tell how that goes. Success is a 2xx sipfrag; the call
+-- stays up either way (the other side usually hangs up after a success).
+wrap(Call, "transfer", function(raw)
+  return function(self, uri, opts)
+    opts = opts or {}
+    local ok, err = await(raw(self, uri, opts.referred_by))
+    if not ok then return nil, err end
+    local done = task.with_timeout(opts.timeout or 30, function()
+      while true do
+        local code, final = self:transfer_status()
+        if final then return code end
+        if not self:wait_change() then return self:transfer_status() end
+      end
+    end)
+    local code = select(1, self:transfer_status())
+    if not done then return nil, "transfer timed out", code end
+    if code >= 200 and code < 300 then return true, code end
+    return nil, "transfer failed", code
+  end
+end)
 
 --- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
 -- The listener is a resource of the current scope; its accept loop and the

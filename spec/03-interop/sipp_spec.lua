@@ -159,6 +159,27 @@ describe("SIP interop with sipp", function()
     assert.is_true(resumed)
   end))
 
+  for _, case in ipairs({ { "SIP/2.0 200 OK", true, 200 }, { "SIP/2.0 486 Busy Here", nil, 486 } }) do
+    it("cold transfer (REFER, NOTIFY sipfrag) reports " .. case[3], rt.run(function()
+      if pending_if_no_sipp() then return end
+      local port, sipp_port, media_port = ports()
+      local outcome
+      local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
+        assert(call:answer())
+        call:wait("confirmed")
+        outcome = { call:transfer("sip:human@127.0.0.1:5099", { referred_by = "sip:agent@127.0.0.1" }) }
+        call:wait("ended") -- the caller hangs up after the transfer
+      end }))
+      local f = files.tmpfile((files.slurp("spec/sipp/uac_refer.xml"):gsub("FINAL_FRAG", case[1])))
+      local code, _, err = sipp(f, port, sipp_port, media_port)
+      os.remove(f)
+      listener:close()
+      assert.equal(0, code, err)
+      assert.equal(case[2], outcome[1])
+      assert.equal(case[3], outcome[case[2] and 2 or 3])
+    end))
+  end
+
   it("answers OPTIONS with 200, and 503 while draining", rt.run(function()
     if pending_if_no_sipp() then return end
     local port, sipp_port, media_port = ports()

@@ -16,9 +16,11 @@
 #include "rtp_stream.h"
 #include "sdp.h"
 #include "sip_call.h"
+#include "sip_register.h"
 
 static const char LISTENER_MT[] = "moonline.sip_listener";
 static const char CALL_MT[] = "moonline.sip_call";
+static const char REG_MT[] = "moonline.sip_registration";
 
 #define PENDING_MAX 256
 #define DTMF_QUEUE 32
@@ -33,7 +35,18 @@ typedef struct sip_listener {
   unsigned head, count;
   ml_waitq acceptors;
   ml_list calls; /* sip_callres of accepted calls */
+  ml_list regs; /* sip_regres registering this listener's address */
 } sip_listener;
+
+typedef struct sip_regres {
+  ml_res res; /* first */
+  ml_list link; /* in listener->regs */
+  sip_listener *listener;
+  ml_sip_reg reg;
+  int started;
+  ml_waitq waiters;
+  ml_timer linger; /* bound for the unregister at close */
+} sip_regres;
 
 struct sip_callres {
   ml_res res; /* first */
@@ -91,6 +104,13 @@ static void listener_close(ml_res *r)
     l->count--;
     ml_sip_call_reject(c, 503);
   }
+  while (!ml_list_empty(&l->regs)) { /* their stack goes away: no more callbacks */
+    sip_regres *rr = ml_container_of(l->regs.next, sip_regres, link);
+    ml_list_remove(&rr->link);
+    ml_sip_reg_abandon(&rr->reg);
+    rr->listener = NULL;
+    ml_waitq_wake(&rr->waiters, 0x7fffffff);
+  }
   if (ml_list_empty(&l->calls)) ml_sip_stack_close(&l->stack, on_stack_closed);
 }
 
@@ -120,6 +140,7 @@ static int l_sip_listen(lua_State *L)
   if (!l) return luaL_error(L, "out of memory");
   ml_waitq_init(&l->acceptors);
   ml_list_init(&l->calls);
+  ml_list_init(&l->regs);
   snprintf(l->host, sizeof l->host, "%s", host);
   ml_sip_stack_cfg cfg = {.host = host, .port = port, .user_agent = ua, .on_call = on_call, .data = l};
   int rc = ml_sip_stack_open(&l->stack, t->loop, &cfg);
@@ -665,6 +686,123 @@ static int l_call_rtp_stats(lua_State *L)
   return 1;
 }
 
+/* ---- registrations ---------------------------------------------------------------- */
+
+static const char *reg_state_name(const ml_sip_reg *r)
+{
+  static const char *const names[] = {"registering", "registered", "failed", "unregistering", "done"};
+  return names[r->state];
+}
+
+static void regres_done(sip_regres *rr)
+{
+  ml_timer_stop(rr->res.loop, &rr->linger);
+  if (rr->listener) {
+    ml_list_remove(&rr->link);
+    ml_sip_reg_abandon(&rr->reg);
+    rr->listener = NULL;
+  }
+  ml_res_closed(&rr->res);
+}
+
+static void on_reg_change(ml_sip_reg *r, void *data)
+{
+  sip_regres *rr = data;
+  ml_waitq_wake(&rr->waiters, 0x7fffffff);
+  /* the unregister finished: finish the close from the loop */
+  if (r->state == ML_REG_DONE && rr->res.state == ML_RES_CLOSING)
+    ml_timer_start(rr->res.loop, &rr->linger, 0);
+}
+
+static void on_reg_linger(ml_timer *tm) { regres_done(ml_container_of(tm, sip_regres, linger)); }
+
+static void regres_close(ml_res *r)
+{
+  sip_regres *rr = (sip_regres *)r;
+  ml_waitq_wake(&rr->waiters, 0x7fffffff);
+  if (!rr->listener || rr->reg.state == ML_REG_DONE) {
+    regres_done(rr);
+    return;
+  }
+  ml_sip_reg_stop(&rr->reg); /* Expires: 0, bounded below */
+  ml_timer_start(r->loop, &rr->linger, 4000000000ull);
+}
+
+static void regres_free(ml_res *r) { free(r); }
+
+static ml_res_type reg_type = {"sip_registration", 0, regres_close, regres_free};
+
+/* listener:register(opts) -> true, registration | false, err
+ * opts: registrar (host), port, user, domain, username, password, expires */
+static int l_listener_register(lua_State *L)
+{
+  sip_listener *l = check_listener(L);
+  ml_task *t = ml_bind_task(L, "sip listener:register");
+  luaL_checktype(L, 2, LUA_TTABLE);
+  ml_sip_reg_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  lua_getfield(L, 2, "registrar");
+  cfg.registrar_host = lua_tostring(L, -1);
+  lua_getfield(L, 2, "port");
+  cfg.registrar_port = (int)luaL_optinteger(L, -1, 5060);
+  lua_getfield(L, 2, "user");
+  cfg.user = lua_tostring(L, -1);
+  lua_getfield(L, 2, "domain");
+  cfg.domain = lua_tostring(L, -1);
+  lua_getfield(L, 2, "username");
+  cfg.username = lua_tostring(L, -1);
+  lua_getfield(L, 2, "password");
+  cfg.password = lua_tostring(L, -1);
+  lua_getfield(L, 2, "expires");
+  cfg.expires = (int)luaL_optinteger(L, -1, 3600);
+  if (!cfg.registrar_host || !cfg.user)
+    return luaL_error(L, "sip listener:register: registrar and user are needed");
+  if (!*cfg.user || strpbrk(cfg.user, "@:<>;?\"\\ \t\r\n") ||
+      (cfg.domain && strpbrk(cfg.domain, "@<>;?\" \t\r\n")))
+    return luaL_error(L, "sip listener:register: user and domain must be plain URI parts");
+  sip_regres *rr = calloc(1, sizeof *rr);
+  if (!rr) return luaL_error(L, "out of memory");
+  ml_waitq_init(&rr->waiters);
+  ml_timer_init(&rr->linger, on_reg_linger);
+  if (ml_sip_reg_start(&rr->reg, &l->stack, &cfg, on_reg_change, rr) != 0) {
+    free(rr);
+    return fail(L, "the registrar must be a numeric address");
+  }
+  rr->listener = l;
+  ml_list_push(&l->regs, &rr->link);
+  char where[64];
+  ml_bind_where(L, where, sizeof where);
+  ml_res_open(t->loop, &rr->res, &reg_type, t->cur, where);
+  lua_pushboolean(L, 1);
+  ml_box_new(L, &rr->res, REG_MT);
+  return 2;
+}
+
+/* status() -> state, granted seconds, last code */
+static int l_reg_status(lua_State *L)
+{
+  sip_regres *rr = (sip_regres *)ml_box_get(L, 1, REG_MT);
+  if (!rr) {
+    lua_pushliteral(L, "closed");
+    return 1;
+  }
+  lua_pushstring(L, reg_state_name(&rr->reg));
+  lua_pushinteger(L, rr->reg.granted);
+  lua_pushinteger(L, rr->reg.last_code);
+  return 3;
+}
+
+/* wait_change() -> true | false, "closed" */
+static int l_reg_wait_change(lua_State *L)
+{
+  sip_regres *rr = (sip_regres *)ml_box_get(L, 1, REG_MT);
+  ml_task *t = ml_bind_wait_task(L, "sip registration:wait_change");
+  if (!rr || !rr->listener) return fail(L, "closed");
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  ml_waitq_wait(&rr->waiters, t, "sip registration");
+  return lua_yield(L, 0);
+}
+
 /* ---- outbound calls ------------------------------------------------------------- */
 
 static void sdp_caps_default(ml_sdp_caps *caps)
@@ -814,9 +952,13 @@ static int l_sip_dial(lua_State *L)
 
 int ml_open_sip(lua_State *L)
 {
-  static const luaL_Reg listener_methods[] = {
-      {"accept", l_listener_accept}, {"port", l_listener_port}, {"set_draining", l_listener_draining},
-      {"stats", l_listener_stats},   {"close", ml_box_close},   {NULL, NULL}};
+  static const luaL_Reg listener_methods[] = {{"accept", l_listener_accept},
+                                              {"port", l_listener_port},
+                                              {"set_draining", l_listener_draining},
+                                              {"stats", l_listener_stats},
+                                              {"register", l_listener_register},
+                                              {"close", ml_box_close},
+                                              {NULL, NULL}};
   static const luaL_Reg call_methods[] = {{"info", l_call_info},
                                           {"answer", l_call_answer},
                                           {"reject", l_call_reject},
@@ -833,8 +975,12 @@ int ml_open_sip(lua_State *L)
                                           {"wait_change", l_call_wait_change},
                                           {"close", ml_box_close},
                                           {NULL, NULL}};
+  static const luaL_Reg reg_methods[] = {
+      {"status", l_reg_status}, {"wait_change", l_reg_wait_change}, {"close", ml_box_close}, {NULL, NULL}};
   ml_res_type_register(&listener_type);
   ml_res_type_register(&call_type);
+  ml_res_type_register(&reg_type);
+  ml_bind_class(L, REG_MT, reg_methods);
   ml_bind_class(L, LISTENER_MT, listener_methods);
   ml_bind_class(L, CALL_MT, call_methods);
   lua_pushcfunction(L, l_sip_listen);

@@ -194,6 +194,39 @@ function _M.dial(uri, opts)
   return nil, reason or "ended", status
 end
 
+local Registration = core.methods("moonline.sip_registration")
+wrap(Listener, "register", function(raw) return function(self, opts) return await(raw(self, opts)) end end)
+wrap(Registration, "wait_change", function(raw)
+  return function(self)
+    waitable("sip registration:wait_change")
+    local ok, a, b = raw(self)
+    if ok == nil then return await(ok, a, b) end
+    if ok == false then return nil, a end
+    return true
+  end
+end)
+
+--- listener:register{ registrar = "192.0.2.5", port = 5060, user = "agent", domain =,
+--  username =, password =, expires = 3600 } -> registration
+-- Registers the listener's address (digest auth on 401/407), refreshes it
+-- before it expires, retries after failures; closing it unregisters
+-- (Expires: 0). reg:status() -> state, granted seconds, last status code.
+
+--- reg:wait_registered([seconds=10]) -> true, granted | nil, state, code
+function Registration:wait_registered(seconds)
+  local ok = task.with_timeout(seconds or 10, function()
+    while true do
+      local state = self:status()
+      if state == "registered" then return end
+      if state == "failed" or state == "closed" then return end
+      if not self:wait_change() then return end
+    end
+  end)
+  local state, granted, code = self:status()
+  if state == "registered" then return true, granted end
+  return nil, ok and state or "timeout", code
+end
+
 --- serve(opts, body) -> body's results: listen, run body(listener), then stop
 -- listening (calls in progress finish first), however body ends.
 function _M.serve(opts, body)

@@ -95,6 +95,24 @@ describe("outbound calls against sipp", function()
     assert.equal(0, code, err) -- sipp's verifyauth accepted our response
   end))
 
+  it("registers with digest auth, refreshes before the lease ends, unregisters on close", rt.run(function()
+    if not HAVE_SIPP then return end
+    local port, media_port = ports()
+    local registrar = callee("spec/sipp/uas_registrar.xml", port, media_port)
+    sip.serve({ host = HOST, port = port + 100 }, function(listener)
+      local reg = listener:register({ registrar = HOST, port = port, user = "agent", domain = "moonline.test",
+                                      username = "agent", password = "s3cret", expires = 60 })
+      local ok, granted = reg:wait_registered(5)
+      assert.is_true(ok)
+      assert.equal(2, granted)
+      task.sleep(2.5) -- the refresh goes out at 80% of the 2 s lease
+      assert.equal("registered", (reg:status()))
+      reg:close() -- Expires: 0
+    end)
+    local code, err = sipp_result(registrar)
+    assert.equal(0, code, err)
+  end))
+
   it("a dialing task that is cancelled while ringing sends CANCEL (its scope closes the call)", rt.run(function()
     if not HAVE_SIPP then return end
     local port, media_port = ports()

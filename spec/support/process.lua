@@ -1,6 +1,10 @@
 -- Run a program from a task without blocking the engine loop (luv spawn +
 -- pipes), bounded by a timeout: for specs that drive real peers (sipp, …).
 --   local code, out, err = process.run("sipp", { "-sf", "x.xml", … }, { timeout = 30 })
+-- or start a long-running one (a proxy, a server) and stop it later:
+--   local proc = process.start("kamailio", { "-DD", "-E", … })
+--   …
+--   local code, signal, out, err = proc:stop()
 local task = require "moonline.task"
 local uv = require "luv"
 
@@ -62,6 +66,98 @@ function _M.run(cmd, args, opts)
     end
     return state.code, table.concat(out), table.concat(err)
   end)
+end
+
+-- ---- long-running processes ------------------------------------------------
+
+local Process = {}
+Process.__index = Process
+
+-- wait until the process has exited (nil, "timeout" past timeout seconds),
+-- then until its pipes are at EOF. A grandchild that kept them open (a
+-- daemon's workers) does not hold this up for more than a second: the pipes
+-- are closed from this side.
+local function finish(self, timeout)
+  local st = self._state
+  if not st.exited then
+    local exited = task.with_timeout(timeout, function()
+      while not st.exited do st.cond:wait("process " .. self.cmd) end
+    end)
+    if not exited then return nil, "timeout" end
+  end
+  if st.pending > 0 then
+    task.with_timeout(1, function()
+      while st.pending > 0 do st.cond:wait("process pipes") end
+    end)
+    for _, pipe in ipairs({ self._stdout, self._stderr }) do
+      if not pipe:is_closing() then
+        pipe:read_stop()
+        pipe:close()
+        st.pending = st.pending - 1
+      end
+    end
+  end
+  return st.code, st.signal, table.concat(self._out), table.concat(self._err)
+end
+
+--- proc:running() -> true while the process has not exited
+function Process:running()
+  return not self._state.exited
+end
+
+--- proc:output() -> stdout, stderr so far
+function Process:output()
+  return table.concat(self._out), table.concat(self._err)
+end
+
+--- proc:wait([timeout=60]) -> exit code, signal, stdout, stderr | nil, "timeout"
+-- Waits for the process to exit by itself; on timeout it keeps running.
+function Process:wait(timeout)
+  return finish(self, timeout or 60)
+end
+
+--- proc:stop([grace=2]) -> exit code, signal, stdout, stderr (as wait)
+-- SIGTERM, then SIGKILL if it has not exited after grace seconds. Stopping a
+-- process that has already exited just returns how it ended.
+function Process:stop(grace)
+  if not self._state.exited then
+    uv.process_kill(self._handle, "sigterm")
+    local code, signal, out, err = finish(self, grace or 2)
+    if code ~= nil then return code, signal, out, err end
+    uv.process_kill(self._handle, "sigkill")
+  end
+  return finish(self, 5)
+end
+
+--- start(cmd, args, { cwd = dir }) -> proc (see Process above)
+-- The process belongs to the current scope: if it still runs when the scope
+-- exits (normally, by an error, by cancellation), it is stopped then.
+function _M.start(cmd, args, opts)
+  opts = opts or {}
+  local state = { pending = 3, exited = false, cond = task.condition() }
+  local function one_done()
+    state.pending = state.pending - 1
+    state.cond:notify_all()
+  end
+  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  local handle, pid
+  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd },
+    function(code, signal)
+      state.code, state.signal, state.exited = code, signal, true
+      handle:close()
+      one_done()
+    end)
+  if not handle then
+    stdout:close()
+    stderr:close()
+    error("cannot run " .. cmd .. ": " .. tostring(pid), 2)
+  end
+  local proc = setmetatable({ cmd = cmd, pid = pid, _handle = handle, _state = state, _stdout = stdout,
+                              _stderr = stderr, _out = {}, _err = {} }, Process)
+  collect(stdout, proc._out, one_done)
+  collect(stderr, proc._err, one_done)
+  task.defer(function() proc:stop() end)
+  return proc
 end
 
 return _M

@@ -87,6 +87,22 @@ static void copy_str(char *dst, size_t cap, ml_str v)
 
 static void set_buf(char **dst, size_t *dst_len, const char *p, size_t n);
 
+/* In-dialog requests go to the first Route when there is a route set
+ * (loose routing, RFC 3261 §12.2.1.1); without one, to where the peer's
+ * messages come from (symmetric, which also works behind NAT). */
+static void dialog_next_hop(ml_sip_call *c)
+{
+  if (c->n_route == 0) return;
+  ml_sip_name_addr na;
+  if (ml_sip_parse_name_addr(ml_str_c(c->route[0]), &na) != 0 || na.uri.host.n == 0 || na.uri.host.n >= 64)
+    return;
+  char host[64];
+  memcpy(host, na.uri.host.p, na.uri.host.n);
+  host[na.uri.host.n] = '\0';
+  ml_sip_addr hop;
+  if (ml_sip_addr_resolve(host, na.uri.port ? na.uri.port : 5060, &hop) == 0) c->hop = hop;
+}
+
 static void call_free(ml_sip_call *c)
 {
   ml_sip_stack *s = c->stack;
@@ -276,7 +292,7 @@ static void send_bye(ml_sip_call *c)
   for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
   if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
-  if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->peer, buf, n, on_bye_done, c);
+  if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->hop, buf, n, on_bye_done, c);
 }
 
 static void send_cancel(ml_sip_call *c);
@@ -373,7 +389,7 @@ ml_sip_call *ml_sip_call_dial(ml_sip_stack *s, const ml_sip_dial *d,
   c->stack = s;
   c->outgoing = 1;
   c->state = ML_CALL_CALLING;
-  c->peer = d->dest;
+  c->peer = c->hop = d->dest;
   c->on_event = on_event;
   c->data = data;
   ml_sip_make_tag(s, c->local_tag, sizeof c->local_tag);
@@ -452,7 +468,7 @@ static void send_ack(ml_sip_call *c, uint32_t cseq)
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
   if (!n) return;
   set_buf(&c->ack, &c->ack_len, buf, n);
-  ml_sip_stack_send(s, &c->peer, buf, n);
+  ml_sip_stack_send(s, &c->hop, buf, n);
 }
 
 /* 401/407: answer the challenge once with the credentials */
@@ -522,7 +538,7 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
   }
   if (code < 300) {
     if (c->state == ML_CALL_CONFIRMED || c->state == ML_CALL_ENDING || c->state == ML_CALL_ENDED) {
-      if (c->ack) ml_sip_stack_send(c->stack, &c->peer, c->ack, c->ack_len); /* a retransmitted 2xx */
+      if (c->ack) ml_sip_stack_send(c->stack, &c->hop, c->ack, c->ack_len); /* a retransmitted 2xx */
       return;
     }
     copy_str(c->remote_tag, sizeof c->remote_tag, rsp->to.tag);
@@ -534,6 +550,7 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
     c->n_route = 0; /* the route set is the Record-Route in reverse (§12.1.2) */
     for (unsigned i = rsp->n_record_route; i > 0 && c->n_route < ML_SIP_MAX_ROUTESET; i--)
       copy_str(c->route[c->n_route++], sizeof c->route[0], rsp->record_route[i - 1]);
+    dialog_next_hop(c);
     set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
     send_ack(c, rsp->cseq);
     if (c->cancel_pending || c->released) { /* answered after we gave up: hang up (D5) */
@@ -597,7 +614,7 @@ int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_b
   if (!n) return -1;
   c->refer_code = 0;
   c->refer_final = 0;
-  ml_sip_txn_client_new(s, ML_SIP_REFER, branch, &c->peer, buf, n, on_refer_rsp, c);
+  ml_sip_txn_client_new(s, ML_SIP_REFER, branch, &c->hop, buf, n, on_refer_rsp, c);
   return 0;
 }
 
@@ -622,7 +639,7 @@ static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *
   if (!c) return;
   c->stack = s;
   c->state = ML_CALL_RINGING;
-  c->peer = *from; /* symmetric: answer where it came from (RFC 3581) */
+  c->peer = c->hop = *from; /* symmetric: answer where it came from (RFC 3581) */
   copy_str(c->call_id, sizeof c->call_id, req->call_id);
   copy_str(c->remote_tag, sizeof c->remote_tag, req->from.tag);
   ml_sip_make_tag(s, c->local_tag, sizeof c->local_tag);
@@ -637,6 +654,7 @@ static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *
     copy_str(c->remote_target, sizeof c->remote_target, req->from.uri.text);
   for (unsigned i = 0; i < req->n_record_route && c->n_route < ML_SIP_MAX_ROUTESET; i++)
     copy_str(c->route[c->n_route++], sizeof c->route[0], req->record_route[i]);
+  dialog_next_hop(c);
   c->remote_cseq = req->cseq;
   c->local_cseq = 1;
   ml_timer_init(&c->ok_timer, on_ok_timer);

@@ -42,7 +42,8 @@ struct ml_sip_call {
   char route[ML_SIP_MAX_ROUTESET][256];
   int n_route;
   uint32_t local_cseq, remote_cseq;
-  ml_sip_addr peer;
+  ml_sip_addr peer; /* where the INVITE came from / went to: responses, CANCEL */
+  ml_sip_addr hop; /* where in-dialog requests go: the first Route, else peer */
   /* 2xx retransmission until ACK (RFC 3261 §13.3.1.4) */
   char *ok;
   size_t ok_len;

@@ -273,23 +273,33 @@ static void on_bye_done(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void 
   call_end(c, "local hangup", 0);
 }
 
+/* The start of a request inside the dialog (RFC 3261 §12.2.1.1): to the
+ * remote target, a new branch, our and their parties, the next CSeq (the
+ * INVITE's number for an ACK), the route set. The caller adds the rest. */
+static void dialog_request(ml_sip_call *c, const char *method, uint32_t cseq, char *branch, size_t branch_cap,
+                           ml_sip_builder *b)
+{
+  ml_sip_stack *s = c->stack;
+  ml_sip_make_branch(s, branch, branch_cap);
+  ml_sip_builder_request_line(b, ml_str_c(method), ml_str_c(c->remote_target));
+  ml_sip_builder_headerf(b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_header(b, "Max-Forwards", ML_STR_LIT("70"));
+  ml_sip_builder_header(b, "From", ml_str_c(c->local_party));
+  ml_sip_builder_header(b, "To", ml_str_c(c->remote_party));
+  ml_sip_builder_header(b, "Call-ID", ml_str_c(c->call_id));
+  ml_sip_builder_headerf(b, "CSeq", "%u %s", (unsigned)cseq, method);
+  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(b, "Route", ml_str_c(c->route[i]));
+}
+
 /* BYE (RFC 3261 §15): to the remote target, through the route set, with the
  * dialog's identifiers; UAS roles: our To is From now and their From is To. */
 static void send_bye(ml_sip_call *c)
 {
   ml_sip_stack *s = c->stack;
   char branch[48], buf[4096];
-  ml_sip_make_branch(s, branch, sizeof branch);
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
-  ml_sip_builder_request_line(&b, ML_STR_LIT("BYE"), ml_str_c(c->remote_target));
-  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
-  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
-  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
-  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
-  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
-  ml_sip_builder_headerf(&b, "CSeq", "%u BYE", (unsigned)++c->local_cseq);
-  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  dialog_request(c, "BYE", ++c->local_cseq, branch, sizeof branch, &b);
   if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
   if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->hop, buf, n, on_bye_done, c);
@@ -452,23 +462,14 @@ static void send_cancel(ml_sip_call *c)
  * remote target through the route set, CSeq number of the INVITE. */
 static void send_ack(ml_sip_call *c, uint32_t cseq)
 {
-  ml_sip_stack *s = c->stack;
   char branch[48], buf[4096];
-  ml_sip_make_branch(s, branch, sizeof branch);
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
-  ml_sip_builder_request_line(&b, ML_STR_LIT("ACK"), ml_str_c(c->remote_target));
-  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
-  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
-  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
-  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
-  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
-  ml_sip_builder_headerf(&b, "CSeq", "%u ACK", (unsigned)cseq);
-  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  dialog_request(c, "ACK", cseq, branch, sizeof branch, &b);
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
   if (!n) return;
   set_buf(&c->ack, &c->ack_len, buf, n);
-  ml_sip_stack_send(s, &c->hop, buf, n);
+  ml_sip_stack_send(c->stack, &c->hop, buf, n);
 }
 
 /* 401/407: answer the challenge once with the credentials */
@@ -595,17 +596,9 @@ int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_b
   if (c->state != ML_CALL_CONFIRMED) return -1;
   ml_sip_stack *s = c->stack;
   char branch[48], buf[4096];
-  ml_sip_make_branch(s, branch, sizeof branch);
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
-  ml_sip_builder_request_line(&b, ML_STR_LIT("REFER"), ml_str_c(c->remote_target));
-  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
-  ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
-  ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
-  ml_sip_builder_header(&b, "To", ml_str_c(c->remote_party));
-  ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
-  ml_sip_builder_headerf(&b, "CSeq", "%u REFER", (unsigned)++c->local_cseq);
-  for (int i = 0; i < c->n_route; i++) ml_sip_builder_header(&b, "Route", ml_str_c(c->route[i]));
+  dialog_request(c, "REFER", ++c->local_cseq, branch, sizeof branch, &b);
   ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s>", s->local_hostport);
   ml_sip_builder_headerf(&b, "Refer-To", "<%s>", target);
   if (referred_by) ml_sip_builder_headerf(&b, "Referred-By", "<%s>", referred_by);

@@ -26,15 +26,7 @@ local _M = {}
 local Listener = core.methods("moonline.sip_listener")
 local Call = core.methods("moonline.sip_call")
 
-local function wrap(class, name, make)
-  local raw_name = "_raw_" .. name
-  local raw = rawget(class, raw_name)
-  if not raw then
-    raw = class[name]
-    class[raw_name] = raw
-  end
-  class[name] = make(raw)
-end
+local wrap = task.wrap_method
 
 -- A task woken from a wait queue is resumed with a bare `true`: the C half
 -- is asked again until it has an answer.

@@ -244,6 +244,10 @@ local function wrap_method(class, name, make)
   class[name] = make(raw)
 end
 
+--- wrap_method(class, name, make): give a C method its Lua half (for the
+-- other modules that bind C classes: moonline.sip, …)
+_M.wrap_method = wrap_method
+
 local Task = core.methods("moonline.task")
 
 local function wait_outcome(ok, ...)

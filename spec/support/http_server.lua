@@ -288,6 +288,7 @@ function _M.start_tls(opts)
       args = { "s_server", "-quiet", "-naccept", "1", "-accept", "127.0.0.1:" .. srv.port,
                "-cert", opts.cert, "-key", opts.key },
       stdio = { stdin, stdout, nil },
+      env = require("support.process").peer_env(),
     }, function()
       for _, h in ipairs({ this, stdin, stdout }) do
         if not h:is_closing() then

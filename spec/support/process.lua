@@ -10,6 +10,20 @@ local uv = require "luv"
 
 local _M = {}
 
+-- The peers run without the sanitizer runtimes the ASan stage preloads into
+-- luajit (LD_PRELOAD is inherited): they are not ours to instrument, and some
+-- (baresip) misbehave with them.
+local STRIPPED = { LD_PRELOAD = true, ASAN_OPTIONS = true, UBSAN_OPTIONS = true, LSAN_OPTIONS = true }
+
+local function peer_env()
+  local env = {}
+  for k, v in pairs(uv.os_environ()) do
+    if not STRIPPED[k] then env[#env + 1] = k .. "=" .. v end
+  end
+  return env
+end
+_M.peer_env = peer_env
+
 local function collect(pipe, parts, done)
   pipe:read_start(function(err, data)
     if data then
@@ -36,7 +50,7 @@ function _M.run(cmd, args, opts)
   end
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   local handle, pid
-  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd },
+  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd, env = peer_env() },
     function(code, signal)
       state.code, state.signal = code, signal
       handle:close()
@@ -141,7 +155,7 @@ function _M.start(cmd, args, opts)
   end
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   local handle, pid
-  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd },
+  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd, env = peer_env() },
     function(code, signal)
       state.code, state.signal, state.exited = code, signal, true
       handle:close()

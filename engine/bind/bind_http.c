@@ -286,11 +286,8 @@ static int l_http_request(lua_State *L)
   ml_timer_init(&h->hdr_timer, hdr_timeout);
   ml_timer_init(&h->idle_timer, idle_timeout);
 
-  char where[64];
-  ml_bind_where(L, where, sizeof where);
-  ml_res_open(t->loop, &h->res, &http_type, t->cur, where);
   lua_pushboolean(L, 1);
-  ml_box_new(L, &h->res, HTTP_MT);
+  ml_bind_open(L, t->loop, &h->res, &http_type, t->cur, HTTP_MT);
   if (ml_http_conn_start(c, t->loop, on_notify) == 0 && c->state == ML_HTTP_CONNECTING)
     ml_timer_start(t->loop, &h->hdr_timer, timeout);
   return 2;

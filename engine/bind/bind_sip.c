@@ -151,11 +151,8 @@ static int l_sip_listen(lua_State *L)
     return 2;
   }
   l->stack.cfg.user_agent = strdup(ua); /* the Lua string may go */
-  char where[64];
-  ml_bind_where(L, where, sizeof where);
-  ml_res_open(t->loop, &l->res, &listener_type, t->cur, where);
   lua_pushboolean(L, 1);
-  ml_box_new(L, &l->res, LISTENER_MT);
+  ml_bind_open(L, t->loop, &l->res, &listener_type, t->cur, LISTENER_MT);
   return 2;
 }
 
@@ -343,11 +340,8 @@ static int l_listener_accept(lua_State *L)
   ml_list_push(&l->calls, &cr->link);
   c->on_event = on_call_event;
   c->data = cr;
-  char where[64];
-  ml_bind_where(L, where, sizeof where);
-  ml_res_open(t->loop, &cr->res, &call_type, t->cur, where);
   lua_pushboolean(L, 1);
-  ml_box_new(L, &cr->res, CALL_MT);
+  ml_bind_open(L, t->loop, &cr->res, &call_type, t->cur, CALL_MT);
   return 2;
 }
 
@@ -770,11 +764,8 @@ static int l_listener_register(lua_State *L)
   }
   rr->listener = l;
   ml_list_push(&l->regs, &rr->link);
-  char where[64];
-  ml_bind_where(L, where, sizeof where);
-  ml_res_open(t->loop, &rr->res, &reg_type, t->cur, where);
   lua_pushboolean(L, 1);
-  ml_box_new(L, &rr->res, REG_MT);
+  ml_bind_open(L, t->loop, &rr->res, &reg_type, t->cur, REG_MT);
   return 2;
 }
 
@@ -899,10 +890,7 @@ static int l_sip_dial(lua_State *L)
     st = cr->own_stack;
   }
   /* registered before anything can fail further: the scope owns it now */
-  char where[64];
-  ml_bind_where(L, where, sizeof where);
-  ml_res_open(t->loop, &cr->res, &call_type, t->cur, where);
-  ml_box_new(L, &cr->res, CALL_MT);
+  ml_bind_open(L, t->loop, &cr->res, &call_type, t->cur, CALL_MT);
   int box = lua_gettop(L);
   int rtp_port = 0;
   int rc = ml_rtp_stream_open(&cr->rtp, t->loop, media_host, &rtp_port);

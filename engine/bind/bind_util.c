@@ -59,6 +59,15 @@ void ml_bind_where(lua_State *L, char *buf, size_t n)
   snprintf(buf, n, "?");
 }
 
+ml_res **ml_bind_open(lua_State *L, ml_loop *loop, ml_res *r, const ml_res_type *type, ml_scope *s,
+                      const char *mt)
+{
+  char where[64];
+  ml_bind_where(L, where, sizeof where);
+  ml_res_open(loop, r, type, s, where);
+  return ml_box_new(L, r, mt);
+}
+
 ml_res **ml_box_new(lua_State *L, ml_res *r, const char *mt)
 {
   ml_res **box = lua_newuserdata(L, sizeof *box);

@@ -19,6 +19,10 @@ int ml_bind_cancelled(ml_task *t);
 void ml_bind_where(lua_State *L, char *buf, size_t n);
 
 /* Resource handles: a userdata holding one ml_res* (NULL once closed). */
+/* Open r in scope s (recording the script position that opened it, for leak
+ * logs) and push its handle: the usual start of a resource constructor. */
+ml_res **ml_bind_open(lua_State *L, ml_loop *loop, ml_res *r, const ml_res_type *type, ml_scope *s,
+                      const char *mt);
 ml_res **ml_box_new(lua_State *L, ml_res *r, const char *mt);
 ml_res *ml_box_get(lua_State *L, int idx, const char *mt); /* NULL when closed */
 int ml_box_gc(lua_State *L); /* __gc: a handle dropped while open is a leak */

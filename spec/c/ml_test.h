@@ -12,8 +12,28 @@
 #ifndef ML_TEST_H
 #define ML_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+/* monotonic nanoseconds, for the per-operation costs tests print */
+static inline uint64_t now_ns(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* a fixed-seed xorshift64*: randomised tests that replay the same way */
+static uint64_t ml_test_rng_state = 0x9E3779B97F4A7C15ull;
+static inline uint64_t rng(void)
+{
+  ml_test_rng_state ^= ml_test_rng_state >> 12;
+  ml_test_rng_state ^= ml_test_rng_state << 25;
+  ml_test_rng_state ^= ml_test_rng_state >> 27;
+  return ml_test_rng_state * 0x2545F4914F6CDD1Dull;
+}
 
 static int ml_test_passed, ml_test_failed;
 static const char *ml_test_current = "?";

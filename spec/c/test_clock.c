@@ -87,14 +87,6 @@ static int heap_ok(ml_loop *loop)
   return 1;
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rng(void) /* xorshift64* */
-{
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1Dull;
-}
 static uint64_t rng_below(uint64_t n) { return rng() % n; }
 
 /* ---- virtual clock ------------------------------------------------------------ */
@@ -404,7 +396,7 @@ static void test_real_clock(lua_State *L)
 int main(void)
 {
   const char *seed = getenv("ML_TEST_SEED");
-  if (seed) rng_state = strtoull(seed, NULL, 0) | 1;
+  if (seed) ml_test_rng_state = strtoull(seed, NULL, 0) | 1;
   lua_State *L = luaL_newstate();
   REQUIRE(L != NULL);
   test_deadline_order(L);

@@ -8,13 +8,6 @@
 #include "g711.h"
 #include "ml_test.h"
 
-static uint64_t now_ns(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static void test_known_values(void)
 {
   TEST_BEGIN("known values");

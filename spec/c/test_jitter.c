@@ -11,22 +11,6 @@
 
 #define MS 1000000ull
 
-static uint64_t now_ns(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rng(void)
-{
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
 static uint16_t seq_base = 0; /* each test's first sequence number */
 static uint32_t ts_base = 1000;
 
@@ -410,7 +394,7 @@ static void bench(void)
 int main(void)
 {
   const char *seed = getenv("ML_TEST_SEED");
-  if (seed) rng_state = strtoull(seed, NULL, 0) | 1;
+  if (seed) ml_test_rng_state = strtoull(seed, NULL, 0) | 1;
   test_config();
   test_in_order();
   test_reordered();

@@ -10,22 +10,6 @@
 #include "mixer.h"
 #include "ml_test.h"
 
-static uint64_t now_ns(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rng(void)
-{
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
 static void fill(int16_t *f, int amp)
 {
   for (int i = 0; i < ML_MIX_FRAME; i++) f[i] = (int16_t)((int)(rng() % (uint64_t)(2 * amp + 1)) - amp);
@@ -235,7 +219,7 @@ static void bench(void)
 int main(void)
 {
   const char *seed = getenv("ML_TEST_SEED");
-  if (seed) rng_state = strtoull(seed, NULL, 0) | 1;
+  if (seed) ml_test_rng_state = strtoull(seed, NULL, 0) | 1;
   test_n_minus_one();
   test_saturation();
   test_mute_gain_tracks();

@@ -11,13 +11,6 @@
 #include "ml_test.h"
 #include "resample.h"
 
-static uint64_t now_ns(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 static const double PI = 3.14159265358979323846;
 
 /* frame k of a sine of `hz` at `rate`, amplitude `amp` */

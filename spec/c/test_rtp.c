@@ -11,13 +11,6 @@
 
 #define MS 1000000ull
 
-static uint64_t now_ns(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* A packet: fixed header (+ CSRCs, + extension, + padding) and a payload of
  * `payload` bytes of 0xd5. Returns its length. */
 static size_t build(uint8_t *b, int cc, int ext_words, int pad, size_t payload)

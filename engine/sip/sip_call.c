@@ -113,6 +113,7 @@ static void call_free(ml_sip_call *c)
   if (c->dial_txn) ml_sip_txn_detach(c->dial_txn);
   free(c->invite);
   free(c->ok);
+  free(c->offer);
   free(c->ack);
   free(c->remote_sdp);
   free(c->username);
@@ -412,13 +413,13 @@ ml_sip_call *ml_sip_call_dial(ml_sip_stack *s, const ml_sip_dial *d,
   c->local_cseq = 1;
   c->username = dup_c(d->username);
   c->password = dup_c(d->password);
-  set_buf(&c->ok, &c->ok_len, d->sdp, d->sdp_len); /* our offer, kept for a re-sent INVITE */
+  set_buf(&c->offer, &c->offer_len, d->sdp, d->sdp_len);
   ml_timer_init(&c->ok_timer, on_ok_timer);
   ml_timer_init(&c->ack_timeout, on_ack_timeout);
   call_add(s, c);
   if (send_invite(c, d->ruri, d->to, d->extra_headers, NULL, NULL, d->sdp, d->sdp_len) != 0) {
     call_remove(s, c);
-    free(c->ok);
+    free(c->offer);
     free(c->username);
     free(c->password);
     free(c);
@@ -511,8 +512,8 @@ static int retry_with_auth(ml_sip_call *c, const ml_sip_msg *rsp)
   uint32_t nc = 0;
   if (ml_digest_authorize(value, sizeof value, &ch, &a, &nc) <= 0) return -1;
   c->local_cseq++;
-  return send_invite(c, ruri, to, extra, proxy ? "Proxy-Authorization" : "Authorization", value, c->ok,
-                     c->ok_len);
+  return send_invite(c, ruri, to, extra, proxy ? "Proxy-Authorization" : "Authorization", value, c->offer,
+                     c->offer_len);
 }
 
 static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data)
@@ -734,8 +735,7 @@ static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *
     } else {
       /* no offer (or nobody to ask): repeat the session we have */
       ml_sip_msg *ok = malloc(sizeof *ok);
-      if (ok && c->ok && !c->outgoing && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0 &&
-          ok->body.n < sizeof sdp) {
+      if (ok && c->ok && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0 && ok->body.n < sizeof sdp) {
         memcpy(sdp, ok->body.p, ok->body.n);
         n = (int)ok->body.n;
       }

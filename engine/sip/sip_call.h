@@ -47,6 +47,8 @@ struct ml_sip_call {
   /* 2xx retransmission until ACK (RFC 3261 §13.3.1.4) */
   char *ok;
   size_t ok_len;
+  char *offer; /* outbound: our SDP offer, sent again after a challenge */
+  size_t offer_len;
   uint64_t ok_interval;
   ml_timer ok_timer, ack_timeout;
   const char *end_reason; /* static: "remote hangup", "cancelled", … */

@@ -3,7 +3,7 @@
  * task accepts it; the call then belongs to that task's scope, so the end of
  * the scope — normal, error or cancellation — hangs up and closes its RTP.
  *
- *   core.sip_listen(host, port) -> listener
+ *   core.sip_listen(host, port, ua, transport, tcp_idle, tcp_max) -> listener
  *   listener:accept() -> true, call | false, "closed"     listener:port()
  *   listener:set_draining(bool)    listener:stats()        listener:close()
  *   call:info()  call:answer()  call:reject(code)  call:hangup()  call:state()
@@ -130,11 +130,30 @@ static void listener_free(ml_res *r)
 
 static ml_res_type listener_type = {"sip_listener", 0, listener_close, listener_free};
 
+/* a stack that failed to open is freed once its handles are closed */
+static void on_failed_listener_closed(ml_sip_stack *st) { free(ml_container_of(st, sip_listener, stack)); }
+static void on_failed_own_stack_closed(ml_sip_stack *st) { free(st); }
+
+/* "udp" | "tcp" | "both" -> ML_SIP_LISTEN_* bits, 0 when unknown */
+static int transports_of(const char *name)
+{
+  if (!strcmp(name, "udp")) return ML_SIP_LISTEN_UDP;
+  if (!strcmp(name, "tcp")) return ML_SIP_LISTEN_TCP;
+  if (!strcmp(name, "both")) return ML_SIP_LISTEN_UDP | ML_SIP_LISTEN_TCP;
+  return 0;
+}
+
 static int l_sip_listen(lua_State *L)
 {
   const char *host = luaL_optstring(L, 1, "127.0.0.1");
   int port = (int)luaL_optinteger(L, 2, 5060);
   const char *ua = luaL_optstring(L, 3, "moonline/" MOONLINE_VERSION);
+  int transports = transports_of(luaL_optstring(L, 4, "udp"));
+  lua_Number idle = luaL_optnumber(L, 5, 0);
+  lua_Integer max_conns = luaL_optinteger(L, 6, 0);
+  if (!transports) return luaL_argerror(L, 4, "\"udp\", \"tcp\" or \"both\"");
+  if (idle < 0 || idle > 1e6 || max_conns < 0 || max_conns > 1000000)
+    return luaL_error(L, "sip.listen: tcp_idle_timeout and tcp_max_connections must be positive");
   ml_task *t = ml_bind_task(L, "sip.listen");
   sip_listener *l = calloc(1, sizeof *l);
   if (!l) return luaL_error(L, "out of memory");
@@ -142,10 +161,17 @@ static int l_sip_listen(lua_State *L)
   ml_list_init(&l->calls);
   ml_list_init(&l->regs);
   snprintf(l->host, sizeof l->host, "%s", host);
-  ml_sip_stack_cfg cfg = {.host = host, .port = port, .user_agent = ua, .on_call = on_call, .data = l};
+  ml_sip_stack_cfg cfg = {.host = host,
+                          .port = port,
+                          .user_agent = ua,
+                          .transports = transports,
+                          .tcp_idle_ns = (uint64_t)(idle * 1e9),
+                          .tcp_max_conns = (unsigned)max_conns,
+                          .on_call = on_call,
+                          .data = l};
   int rc = ml_sip_stack_open(&l->stack, t->loop, &cfg);
   if (rc) {
-    free(l);
+    ml_sip_stack_close(&l->stack, on_failed_listener_closed);
     lua_pushboolean(L, 0);
     lua_pushfstring(L, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
     return 2;
@@ -191,6 +217,12 @@ static int l_listener_stats(lua_State *L)
   lua_setfield(L, -2, "calls");
   lua_pushnumber(L, (lua_Number)l->stack.n_txns);
   lua_setfield(L, -2, "transactions");
+  lua_pushnumber(L, (lua_Number)l->stack.n_conns);
+  lua_setfield(L, -2, "tcp_connections");
+  lua_pushnumber(L, (lua_Number)l->stack.tcp_accepted);
+  lua_setfield(L, -2, "tcp_accepted");
+  lua_pushnumber(L, (lua_Number)l->stack.tcp_refused);
+  lua_setfield(L, -2, "tcp_refused");
   return 1;
 }
 
@@ -852,7 +884,7 @@ static int l_sip_dial(lua_State *L)
 #define OPT(name) (lua_getfield(L, 2, name), lua_tostring(L, -1))
   const char *ruri = OPT("ruri"), *to = OPT("to"), *from = OPT("from"), *headers = OPT("headers");
   const char *host = OPT("host"), *local_host = OPT("local_host"), *user = OPT("username"),
-             *pass = OPT("password");
+             *pass = OPT("password"), *transport = OPT("transport");
 #undef OPT
   lua_getfield(L, 2, "port");
   int port = (int)luaL_optinteger(L, -1, 5060);
@@ -862,6 +894,9 @@ static int l_sip_dial(lua_State *L)
   memset(&d, 0, sizeof d);
   if (ml_sip_addr_resolve(host, port, &d.dest) != 0)
     return fail(L, "the destination must be a numeric address");
+  if (transport && strcmp(transport, "udp") && strcmp(transport, "tcp"))
+    return luaL_error(L, "moonline.sip.dial: transport is \"udp\" or \"tcp\"");
+  d.dest.tcp = transport && !strcmp(transport, "tcp");
   sip_callres *cr = calloc(1, sizeof *cr);
   if (!cr) return luaL_error(L, "out of memory");
   ml_waitq_init(&cr->waiters);
@@ -878,10 +913,14 @@ static int l_sip_dial(lua_State *L)
       return luaL_error(L, "out of memory");
     }
     media_host = local_host ? local_host : "127.0.0.1";
-    ml_sip_stack_cfg cfg = {.host = media_host, .port = 0, .user_agent = "moonline/" MOONLINE_VERSION};
+    /* over TCP it also listens on its port: our Contact must be reachable */
+    ml_sip_stack_cfg cfg = {.host = media_host,
+                            .port = 0,
+                            .user_agent = "moonline/" MOONLINE_VERSION,
+                            .transports = ML_SIP_LISTEN_UDP | (d.dest.tcp ? ML_SIP_LISTEN_TCP : 0)};
     int rc = ml_sip_stack_open(cr->own_stack, t->loop, &cfg);
     if (rc) {
-      free(cr->own_stack);
+      ml_sip_stack_close(cr->own_stack, on_failed_own_stack_closed);
       free(cr);
       return fail(L, uv_strerror(rc));
     }

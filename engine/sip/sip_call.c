@@ -89,18 +89,23 @@ static void set_buf(char **dst, size_t *dst_len, const char *p, size_t n);
 
 /* In-dialog requests go to the first Route when there is a route set
  * (loose routing, RFC 3261 §12.2.1.1); without one, to where the peer's
- * messages come from (symmetric, which also works behind NAT). */
+ * messages come from (symmetric, which also works behind NAT) — over TCP on
+ * that connection — unless a UDP dialog's remote target asks for TCP. */
 static void dialog_next_hop(ml_sip_call *c)
 {
-  if (c->n_route == 0) return;
   ml_sip_name_addr na;
-  if (ml_sip_parse_name_addr(ml_str_c(c->route[0]), &na) != 0 || na.uri.host.n == 0 || na.uri.host.n >= 64)
-    return;
+  ml_str tp;
+  const char *next = c->n_route ? c->route[0] : c->remote_target;
+  if (ml_sip_parse_name_addr(ml_str_c(next), &na) != 0 || na.uri.host.n == 0 || na.uri.host.n >= 64) return;
+  int tcp = ml_sip_param(na.uri.params, "transport", &tp) == 1 && ml_str_ieq_c(tp, "tcp");
+  if (!c->n_route && (!tcp || c->hop.tcp)) return;
   char host[64];
   memcpy(host, na.uri.host.p, na.uri.host.n);
   host[na.uri.host.n] = '\0';
   ml_sip_addr hop;
-  if (ml_sip_addr_resolve(host, na.uri.port ? na.uri.port : 5060, &hop) == 0) c->hop = hop;
+  if (ml_sip_addr_resolve(host, na.uri.port ? na.uri.port : 5060, &hop) != 0) return;
+  hop.tcp = tcp;
+  c->hop = hop;
 }
 
 static void call_free(ml_sip_call *c)
@@ -161,9 +166,10 @@ void ml_sip_ua_free_all(ml_sip_stack *s)
 
 /* ---- responses ------------------------------------------------------------------ */
 
-static void add_common(ml_sip_stack *s, ml_sip_builder *b)
+/* `to`: where the message goes; its transport is the Contact's */
+static void add_common(ml_sip_stack *s, ml_sip_builder *b, const ml_sip_addr *to)
 {
-  ml_sip_builder_headerf(b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_headerf(b, "Contact", "<sip:moonline@%s%s>", s->local_hostport, ml_sip_addr_uri_param(to));
   ml_sip_builder_header(b, "Allow", ML_STR_LIT(ALLOW));
   if (s->cfg.user_agent) ml_sip_builder_header(b, "Server", ml_str_c(s->cfg.user_agent));
 }
@@ -176,7 +182,7 @@ static void respond(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *req, int c
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
   if (ml_sip_build_response(req, code, NULL, ml_str_c(tag ? tag : ""), &b) != 0) return;
-  add_common(s, &b);
+  add_common(s, &b, &t->peer);
   if (ctype) ml_sip_builder_header(&b, "Content-Type", ml_str_c(ctype));
   size_t n = ml_sip_builder_finish(&b, ml_str_make(body, body_len));
   if (n) ml_sip_txn_respond(t, code, buf, n);
@@ -237,7 +243,7 @@ int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len)
   int ok = ml_sip_build_response(inv, 200, NULL, ml_str_c(c->local_tag), &b) == 0;
   free(inv);
   if (!ok) return -1;
-  add_common(s, &b);
+  add_common(s, &b, &c->peer);
   ml_sip_builder_header(&b, "Supported", ML_STR_LIT("timer"));
   if (sdp_len) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
   size_t n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
@@ -283,7 +289,8 @@ static void dialog_request(ml_sip_call *c, const char *method, uint32_t cseq, ch
   ml_sip_stack *s = c->stack;
   ml_sip_make_branch(s, branch, branch_cap);
   ml_sip_builder_request_line(b, ml_str_c(method), ml_str_c(c->remote_target));
-  ml_sip_builder_headerf(b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_headerf(b, "Via", "SIP/2.0/%s %s;branch=%s;rport", ml_sip_addr_via(&c->hop),
+                         s->local_hostport, branch);
   ml_sip_builder_header(b, "Max-Forwards", ML_STR_LIT("70"));
   ml_sip_builder_header(b, "From", ml_str_c(c->local_party));
   ml_sip_builder_header(b, "To", ml_str_c(c->remote_party));
@@ -361,13 +368,15 @@ static int send_invite(ml_sip_call *c, const char *ruri, const char *to, const c
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
   ml_sip_builder_request_line(&b, ML_STR_LIT("INVITE"), ml_str_c(ruri));
-  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/%s %s;branch=%s;rport", ml_sip_addr_via(&c->peer),
+                         s->local_hostport, branch);
   ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
   ml_sip_builder_header(&b, "From", ml_str_c(c->local_party));
   ml_sip_builder_header(&b, "To", ml_str_c(to));
   ml_sip_builder_header(&b, "Call-ID", ml_str_c(c->call_id));
   ml_sip_builder_headerf(&b, "CSeq", "%u INVITE", (unsigned)c->local_cseq);
-  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s%s>", s->local_hostport,
+                         ml_sip_addr_uri_param(&c->hop));
   ml_sip_builder_header(&b, "Allow", ML_STR_LIT(ALLOW));
   if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
   if (auth_name) ml_sip_builder_header(&b, auth_name, ml_str_c(auth_value));
@@ -600,7 +609,8 @@ int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_b
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
   dialog_request(c, "REFER", ++c->local_cseq, branch, sizeof branch, &b);
-  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s>", s->local_hostport);
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s%s>", s->local_hostport,
+                         ml_sip_addr_uri_param(&c->hop));
   ml_sip_builder_headerf(&b, "Refer-To", "<%s>", target);
   if (referred_by) ml_sip_builder_headerf(&b, "Referred-By", "<%s>", referred_by);
   if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));

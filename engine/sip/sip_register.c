@@ -96,7 +96,8 @@ static void send_register(ml_sip_reg *r, int expires, const char *auth_name, con
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
   ml_sip_builder_request_line(&b, ML_STR_LIT("REGISTER"), ml_str_c(r->ruri));
-  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/UDP %s;branch=%s;rport", s->local_hostport, branch);
+  ml_sip_builder_headerf(&b, "Via", "SIP/2.0/%s %s;branch=%s;rport", ml_sip_addr_via(&r->registrar),
+                         s->local_hostport, branch);
   ml_sip_builder_header(&b, "Max-Forwards", ML_STR_LIT("70"));
   ml_sip_builder_headerf(&b, "From", "<%s>;tag=%s", r->aor, r->from_tag);
   ml_sip_builder_headerf(&b, "To", "<%s>", r->aor);

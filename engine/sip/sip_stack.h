@@ -1,4 +1,4 @@
-/* The SIP stack of one listener: transport (UDP), transactions (RFC 3261 §17,
+/* The SIP stack of one listener: transport (UDP and TCP), transactions (RFC 3261 §17,
  * RFC 6026) and the user-agent core (dialogs, calls). Everything runs on the
  * engine loop; timers are engine-clock timers (virtual in tests).
  *
@@ -25,9 +25,14 @@ typedef struct ml_sip_stack ml_sip_stack;
 typedef struct ml_sip_txn ml_sip_txn;
 typedef struct ml_sip_call ml_sip_call;
 
+typedef struct ml_sip_conn ml_sip_conn;
+
+/* A peer address and the transport to reach it: over TCP a message goes on
+ * the open connection to that address (one is made when there is none). */
 typedef struct ml_sip_addr {
   struct sockaddr_storage ss;
   socklen_t len;
+  int tcp;
 } ml_sip_addr;
 
 /* "ip:port" of an address, for logs and Via/Contact */
@@ -35,6 +40,9 @@ void ml_sip_addr_format(const ml_sip_addr *a, char *buf, size_t cap, int with_po
 int ml_sip_addr_port(const ml_sip_addr *a);
 int ml_sip_addr_eq(const ml_sip_addr *a, const ml_sip_addr *b);
 int ml_sip_addr_resolve(const char *host, int port, ml_sip_addr *out); /* numeric only */
+void ml_sip_addr_set_port(ml_sip_addr *a, int port);
+/* family, address and port only (the same bytes for the same peer: a hash key) */
+void ml_sip_addr_from_sockaddr(const struct sockaddr *sa, ml_sip_addr *out);
 
 /* ---- transactions ----------------------------------------------------------- */
 
@@ -75,9 +83,20 @@ struct ml_sip_txn {
 
 /* ---- the stack --------------------------------------------------------------- */
 
+/* ml_sip_stack_cfg.transports */
+#define ML_SIP_LISTEN_UDP 1
+#define ML_SIP_LISTEN_TCP 2
+
+#define ML_SIP_TCP_MAX_CONNS 1024 /* default bound on open connections */
+#define ML_SIP_TCP_IDLE_NS 300000000000ull /* default: close after 5 min without traffic */
+#define ML_SIP_TCP_MAX_OUT (1024 * 1024) /* unsent bytes a connection may hold */
+
 typedef struct ml_sip_stack_cfg {
   const char *host; /* listen address (numeric) */
-  int port; /* 0: ephemeral */
+  int port; /* 0: ephemeral (the same port for UDP and TCP) */
+  int transports; /* ML_SIP_LISTEN_* bits; 0: UDP only */
+  unsigned tcp_max_conns; /* 0: ML_SIP_TCP_MAX_CONNS */
+  uint64_t tcp_idle_ns; /* 0: ML_SIP_TCP_IDLE_NS */
   const char *user_agent;
   /* an inbound INVITE created this call: the owner decides (answer/reject) */
   void (*on_call)(ml_sip_stack *s, ml_sip_call *c, void *data);
@@ -88,6 +107,12 @@ struct ml_sip_stack {
   ml_loop *loop;
   uv_udp_t udp;
   int udp_open;
+  uv_tcp_t tcp; /* the TCP listening socket */
+  int tcp_open;
+  /* TCP connections (inbound and outbound): open hash by peer address */
+  ml_sip_conn **conns;
+  size_t conn_cap, n_conns;
+  int handles; /* libuv handles not closed yet: on_closed after the last */
   ml_sip_addr local;
   char local_hostport[64];
   ml_sip_stack_cfg cfg;
@@ -103,16 +128,42 @@ struct ml_sip_stack {
   uint64_t tag_seq;
   /* figures */
   uint64_t rx, tx, rx_errors, retransmits;
+  uint64_t tcp_accepted, tcp_refused; /* refused: over tcp_max_conns */
   void (*on_closed)(ml_sip_stack *s);
   int closing;
 };
 
+/* On failure the handles opened so far are closing: call ml_sip_stack_close
+ * (again) with a callback before freeing s. */
 int ml_sip_stack_open(ml_sip_stack *s, ml_loop *loop, const ml_sip_stack_cfg *cfg);
-/* Close the socket; every call must already be gone. on_closed runs later. */
+/* Close the sockets and every connection; every call must already be gone.
+ * on_closed runs later, once every handle is closed. */
 void ml_sip_stack_close(ml_sip_stack *s, void (*on_closed)(ml_sip_stack *s));
+/* UDP: a datagram; TCP (to->tcp): on the connection to `to`, made if needed */
 int ml_sip_stack_send(ml_sip_stack *s, const ml_sip_addr *to, const char *buf, size_t len);
 /* for tests: handle one datagram as if received */
 void ml_sip_stack_receive(ml_sip_stack *s, const char *buf, size_t len, const ml_sip_addr *from);
+/* one framed message from a stream (parsed with ML_SIP_STREAM); -1 when it
+ * is malformed (a 400 went back if possible): the stream must be closed */
+int ml_sip_stack_receive_stream(ml_sip_stack *s, const char *buf, size_t len, const ml_sip_addr *from);
+/* the head of a message that cannot be framed: a 400 if it can be answered */
+void ml_sip_stack_reject_stream(ml_sip_stack *s, const char *head, size_t len, const ml_sip_addr *from);
+/* "UDP" or "TCP", for Via */
+static inline const char *ml_sip_addr_via(const ml_sip_addr *a) { return a->tcp ? "TCP" : "UDP"; }
+/* ";transport=tcp" or "", for Contact */
+static inline const char *ml_sip_addr_uri_param(const ml_sip_addr *a)
+{
+  return a->tcp ? ";transport=tcp" : "";
+}
+
+/* TCP (sip_tcp.c) */
+int ml_sip_tcp_listen(ml_sip_stack *s, const ml_sip_addr *local);
+int ml_sip_tcp_start(ml_sip_stack *s); /* s->tcp is open and bound: listen */
+int ml_sip_tcp_send(ml_sip_stack *s, const ml_sip_addr *to, const char *buf, size_t len);
+ml_sip_conn *ml_sip_tcp_find(ml_sip_stack *s, const ml_sip_addr *peer);
+/* close the listening socket and every connection (handles counted in s->handles) */
+void ml_sip_tcp_close_all(ml_sip_stack *s);
+void ml_sip_stack_handle_closed(ml_sip_stack *s);
 void ml_sip_make_tag(ml_sip_stack *s, char *buf, size_t cap);
 void ml_sip_make_branch(ml_sip_stack *s, char *buf, size_t cap);
 

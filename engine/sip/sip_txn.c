@@ -8,6 +8,9 @@
  *                 -2xx-> Accepted (timer M) -3xx..6xx-> ACK, Completed (timer D).
  * Client other:   Trying (timer E, F) -1xx-> Proceeding -final-> Completed (K).
  *
+ * Over TCP (a reliable transport, §17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2)
+ * nothing is retransmitted (no timers A, E, G) and D, I, J, K are zero.
+ *
  * A transaction is found by branch + method in an open hash (ACK and CANCEL
  * are matched to the INVITE by their callers). Timers are engine-clock
  * timers: no scan of all transactions ever happens. */
@@ -237,12 +240,12 @@ void ml_sip_txn_respond(ml_sip_txn *t, int code, const char *buf, size_t len)
     } else {
       t->state = ML_TXN_COMPLETED;
       t->interval_ns = ML_SIP_T1_NS;
-      ml_timer_start(s->loop, &t->retransmit, t->interval_ns); /* G */
+      if (!t->peer.tcp) ml_timer_start(s->loop, &t->retransmit, t->interval_ns); /* G */
       ml_timer_start(s->loop, &t->timeout, 64 * ML_SIP_T1_NS); /* H */
     }
   } else {
     t->state = ML_TXN_COMPLETED;
-    ml_timer_start(s->loop, &t->timeout, 64 * ML_SIP_T1_NS); /* J (UDP) */
+    ml_timer_start(s->loop, &t->timeout, t->peer.tcp ? 0 : 64 * ML_SIP_T1_NS); /* J */
   }
 }
 
@@ -252,7 +255,7 @@ void ml_sip_txn_server_recv(ml_sip_txn *t, const ml_sip_msg *req)
     if (t->kind == ML_TXN_SERVER_INVITE && t->state == ML_TXN_COMPLETED) {
       t->state = ML_TXN_CONFIRMED;
       ml_timer_stop(t->stack->loop, &t->retransmit);
-      ml_timer_start(t->stack->loop, &t->timeout, ML_SIP_T4_NS); /* I */
+      ml_timer_start(t->stack->loop, &t->timeout, t->peer.tcp ? 0 : ML_SIP_T4_NS); /* I */
     }
     return;
   }
@@ -274,7 +277,7 @@ ml_sip_txn *ml_sip_txn_client_new(ml_sip_stack *s, ml_sip_method method, const c
   keep(t, buf, len);
   ml_sip_stack_send(s, peer, buf, len);
   t->interval_ns = ML_SIP_T1_NS;
-  ml_timer_start(s->loop, &t->retransmit, t->interval_ns); /* A or E */
+  if (!peer->tcp) ml_timer_start(s->loop, &t->retransmit, t->interval_ns); /* A or E */
   ml_timer_start(s->loop, &t->timeout, 64 * ML_SIP_T1_NS); /* B or F */
   return t;
 }
@@ -332,12 +335,12 @@ void ml_sip_txn_client_recv(ml_sip_txn *t, const ml_sip_msg *rsp)
       send_ack_for_failure(t, rsp);
       t->state = ML_TXN_COMPLETED;
       t->cb = NULL;
-      ml_timer_start(s->loop, &t->timeout, 32000000000ull); /* D */
+      ml_timer_start(s->loop, &t->timeout, t->peer.tcp ? 0 : 32000000000ull); /* D */
     }
   } else {
     t->state = ML_TXN_COMPLETED;
     t->cb = NULL;
-    ml_timer_start(s->loop, &t->timeout, ML_SIP_T4_NS); /* K */
+    ml_timer_start(s->loop, &t->timeout, t->peer.tcp ? 0 : ML_SIP_T4_NS); /* K */
   }
   if (cb) cb(t, rsp, 0, data);
 }

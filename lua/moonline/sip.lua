@@ -85,9 +85,12 @@ end)
 --- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
 -- The listener is a resource of the current scope; its accept loop and the
 -- call handlers are tasks of that scope too.
+-- transport = "udp" (default) | "tcp" | "both" (UDP and TCP on one port);
+-- over TCP: tcp_idle_timeout = 300 (s), tcp_max_connections = 1024.
 function _M.listen(opts)
   opts = opts or {}
-  local raw, err = await(core.sip_listen(opts.host, opts.port, opts.user_agent))
+  local raw, err = await(core.sip_listen(opts.host, opts.port, opts.user_agent, opts.transport,
+    opts.tcp_idle_timeout, opts.tcp_max_connections))
   if not raw then
     return nil, err
   end
@@ -130,7 +133,8 @@ end
 
 --- dial(uri, opts) -> call | nil, err, status
 -- uri: "sip:bob@127.0.0.1:5080", or a number/user with opts.trunk.
--- opts: trunk = { host =, port =, username =, password = }, from = "sip:agent@host",
+-- opts: trunk = { host =, port =, username =, password =, transport = "udp"|"tcp" },
+--       from = "sip:agent@host",
 --       headers = { ["X-Case"] = "42" }, ringing_timeout = 30, listener = (send from
 --       a listener's socket; default: a socket of the call's own), local_host,
 --       wait_until_answered = true.
@@ -154,13 +158,15 @@ function _M.dial(uri, opts)
     end
     port = tonumber(port)
   end
+  local transport = trunk.transport
+  if not transport and ruri:lower():find(";transport=tcp", 1, true) then transport = "tcp" end
   local local_host = opts.local_host or "127.0.0.1"
   local call, err = await(core.sip_dial(opts.listener, {
     ruri = ruri, to = "<" .. ruri .. ">",
     from = "<" .. (opts.from or ("sip:moonline@" .. local_host)) .. ">",
     headers = header_lines(opts.headers),
     host = host, port = port or 5060, local_host = local_host,
-    username = trunk.username, password = trunk.password,
+    username = trunk.username, password = trunk.password, transport = transport,
   }))
   if not call then
     return nil, err

@@ -182,5 +182,8 @@ void ml_sip_txn_client_recv(ml_sip_txn *t, const ml_sip_msg *rsp);
 /* the owner is gone: no more callbacks; the transaction finishes on its own */
 void ml_sip_txn_detach(ml_sip_txn *t);
 void ml_sip_txn_free_all(ml_sip_stack *s);
+/* the connection to peer failed or closed: its client transactions time out
+ * now (RFC 3261 §17.1.4) instead of at timer B/F */
+void ml_sip_txn_transport_error(ml_sip_stack *s, const ml_sip_addr *peer);
 
 #endif

@@ -128,6 +128,7 @@ static void conn_close(ml_sip_conn *c)
   c->closing = 1;
   conn_remove(c->stack, c);
   ml_timer_stop(c->stack->loop, &c->idle);
+  if (!c->stack->closing) ml_sip_txn_transport_error(c->stack, &c->peer);
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 

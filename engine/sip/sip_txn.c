@@ -154,6 +154,17 @@ void ml_sip_txn_detach(ml_sip_txn *t)
   t->call = NULL;
 }
 
+void ml_sip_txn_transport_error(ml_sip_stack *s, const ml_sip_addr *peer)
+{
+  /* rare (a connection failed): a scan is fine. Timer B/F fires now and
+   * reports the failure from the loop, not from inside the transport. */
+  for (size_t i = 0; i < s->txn_cap; i++)
+    for (ml_sip_txn *t = s->txns[i]; t; t = t->hash_next)
+      if (!is_server(t) && ml_sip_addr_eq(&t->peer, peer) &&
+          (t->state == ML_TXN_CALLING || t->state == ML_TXN_TRYING || t->state == ML_TXN_PROCEEDING))
+        ml_timer_start(s->loop, &t->timeout, 0);
+}
+
 void ml_sip_txn_free_all(ml_sip_stack *s)
 {
   for (size_t i = 0; i < s->txn_cap; i++)

@@ -162,6 +162,16 @@ describe("SIP over TCP", function()
     assert.equal(0, code, err)
   end))
 
+  it("a TCP dial to a closed port fails at once, not after timer B", rt.run(function()
+    local port = ports() -- nothing listens there
+    local t0 = task.now()
+    local call, why, status = sip.dial("bob", { trunk = { host = HOST, port = port, transport = "tcp" } })
+    assert.is_nil(call)
+    assert.equal("timeout", why)
+    assert.equal(408, status)
+    assert.is_true(task.now() - t0 < 2, "took " .. (task.now() - t0) .. " s")
+  end))
+
   it("frames several messages in one segment and one message split over many", rt.run(function()
     local port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, transport = "tcp" }))

@@ -8,7 +8,9 @@
  *   listener:set_draining(bool)    listener:stats()        listener:close()
  *   call:info()  call:answer()  call:reject(code)  call:hangup()  call:state()
  *   call:wait("confirmed"|"ended")  call:tone(hz, level, seconds)
- *   call:read_dtmf()  call:rtp_stats()  call:close() */
+ *   call:read_dtmf()  call:rtp_stats()  call:close()
+ *   call:reinvite(hold)  call:reinvite_status()  call:holding()   (our hold/resume)
+ *   call:refer_request()  call:refer_reply(what, code)             (a REFER from the peer) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +64,7 @@ struct sip_callres {
   int end_code, ended, confirmed;
   int progress; /* outbound: the last provisional code */
   int held; /* the peer put us on hold (sendonly/inactive/c=0.0.0.0) */
+  int holding, want_hold; /* we hold the peer (our re-INVITE sendonly was accepted) / asked to */
   int refer_code, refer_final, referring; /* call:transfer in progress */
   uint64_t sdp_version; /* of our last SDP */
   uint64_t sdp_id;
@@ -231,6 +234,7 @@ static int l_listener_stats(lua_State *L)
 static void callres_wake(sip_callres *cr) { ml_waitq_wake(&cr->waiters, 0x7fffffff); }
 
 static void start_rtp_from_answer(sip_callres *cr, ml_sip_call *c);
+static void apply_reinvite_answer(sip_callres *cr, ml_sip_call *c);
 
 static void on_call_event(ml_sip_call *c, int ev, void *data)
 {
@@ -240,6 +244,7 @@ static void on_call_event(ml_sip_call *c, int ev, void *data)
     cr->refer_code = c->refer_code;
     cr->refer_final = c->refer_final;
   }
+  if (ev == ML_CALL_EV_REINVITE) apply_reinvite_answer(cr, c);
   if (ev == ML_CALL_EV_CONFIRMED) {
     cr->confirmed = 1;
     if (c->outgoing) start_rtp_from_answer(cr, c);
@@ -447,9 +452,41 @@ static int fail(lua_State *L, const char *msg)
 
 static void sdp_caps_default(ml_sdp_caps *caps);
 
-/* A re-INVITE (RFC 3264 §8): hold (sendonly, inactive, c=0.0.0.0) stops our
- * audio, resume starts it again; the answer mirrors the direction, with the
- * same origin and the next version. */
+/* our media address: the listener's host (or loopback) and the RTP port */
+static const char *local_media(sip_callres *cr, int *port)
+{
+  struct sockaddr_storage local;
+  int len = sizeof local;
+  *port = 0;
+  if (uv_udp_getsockname(&cr->rtp.udp, (struct sockaddr *)&local, &len) == 0)
+    *port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&local)->sin_port);
+  return cr->listener ? cr->listener->host : "127.0.0.1";
+}
+
+static void desc_origin(sip_callres *cr, ml_sdp_desc *d, uint64_t version)
+{
+  int port;
+  const char *host = local_media(cr, &port);
+  d->username = ML_STR_LIT("moonline");
+  d->sess_id = cr->sdp_id;
+  d->sess_version = version;
+  d->addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
+  d->addr = ml_str_c(host);
+  d->port = (uint16_t)port;
+}
+
+/* we may send when the peer takes our audio and we do not hold it */
+static void update_send(sip_callres *cr, int peer_takes)
+{
+  cr->rtp.cfg.send = peer_takes && !cr->holding && !cr->ended;
+}
+
+/* A re-INVITE or UPDATE offer (RFC 3264 §8): hold (sendonly, inactive,
+ * c=0.0.0.0) stops our audio, resume starts it again; the answer mirrors the
+ * direction (limited by our own hold), with the same origin. A refresh that
+ * changes nothing gets the same answer, version included; a changed answer
+ * gets the next version. */
 static int on_reoffer(ml_sip_call *c, char *out, size_t cap, void *data)
 {
   sip_callres *cr = data;
@@ -458,29 +495,22 @@ static int on_reoffer(ml_sip_call *c, char *out, size_t cap, void *data)
   if (!offer) return -1;
   ml_sdp_caps caps;
   sdp_caps_default(&caps);
+  if (cr->holding) caps.dir = ML_SDP_SENDONLY;
   ml_sdp_answer_params ap;
   int n = -1;
   if (ml_sdp_parse(offer, c->remote_sdp, c->remote_sdp_len) == 0 &&
       ml_sdp_negotiate(offer, &caps, &ap) == ML_SDP_NEG_OK) {
-    const char *host = cr->listener ? cr->listener->host : "127.0.0.1";
-    int port = 0;
-    struct sockaddr_storage local;
-    int len = sizeof local;
-    if (uv_udp_getsockname(&cr->rtp.udp, (struct sockaddr *)&local, &len) == 0)
-      port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
-                                         : ntohs(((struct sockaddr_in *)&local)->sin_port);
     ml_sdp_desc d;
     ml_sdp_desc_answer(&d, offer, &ap);
-    d.username = ML_STR_LIT("moonline");
-    d.sess_id = cr->sdp_id;
-    d.sess_version = ++cr->sdp_version;
-    d.addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
-    d.addr = ml_str_c(host);
-    d.port = (uint16_t)port;
+    desc_origin(cr, &d, cr->sdp_version);
     n = ml_sdp_write(out, cap, &d);
+    if (n >= 0 && !(c->local_sdp && (size_t)n == c->local_sdp_len && !memcmp(out, c->local_sdp, (size_t)n))) {
+      desc_origin(cr, &d, ++cr->sdp_version);
+      n = ml_sdp_write(out, cap, &d);
+    }
     if (n >= 0) {
       cr->held = ap.held;
-      cr->rtp.cfg.send = ap.send; /* on hold: stop sending */
+      update_send(cr, ap.send); /* on hold: stop sending */
       char addr[64];
       snprintf(addr, sizeof addr, "%.*s", (int)ap.remote.addr.n, ap.remote.addr.p);
       ml_sip_addr remote;
@@ -492,6 +522,124 @@ static int on_reoffer(ml_sip_call *c, char *out, size_t cap, void *data)
   }
   free(offer);
   return n;
+}
+
+/* The 2xx to our re-INVITE: its answer says whether the peer takes our
+ * audio; our own hold decides the rest. */
+static void apply_reinvite_answer(sip_callres *cr, ml_sip_call *c)
+{
+  if (c->reinvite_code < 200 || c->reinvite_code >= 300) return;
+  cr->holding = cr->want_hold;
+  if (!cr->rtp_open) return;
+  int peer_takes = 1;
+  ml_sdp *ans = malloc(sizeof *ans);
+  ml_sdp_caps caps;
+  sdp_caps_default(&caps);
+  ml_sdp_answer_params ap;
+  /* read as an offer, the answer's direction says what the peer receives */
+  if (ans && c->remote_sdp && ml_sdp_parse(ans, c->remote_sdp, c->remote_sdp_len) == 0 &&
+      ml_sdp_negotiate(ans, &caps, &ap) == ML_SDP_NEG_OK)
+    peer_takes = ap.send;
+  free(ans);
+  update_send(cr, peer_takes);
+}
+
+/* reinvite(hold) -> true | false, err: sends a re-INVITE offering our
+ * session with a=sendonly (hold) or a=sendrecv (resume), same codec and
+ * payload types as now, the next o= version (RFC 3264 §8.4) */
+static int l_call_reinvite(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  int hold = lua_toboolean(L, 2);
+  ml_sip_call *c = cr->call;
+  if (!c || cr->ended || c->state != ML_CALL_CONFIRMED || !cr->rtp_open) return fail(L, "the call is not up");
+  if (c->reinvite_pending) return fail(L, "a re-INVITE is already pending");
+  ml_sdp_caps caps;
+  sdp_caps_default(&caps);
+  caps.pcmu = !cr->rtp.cfg.alaw;
+  caps.pcma = cr->rtp.cfg.alaw;
+  if (cr->rtp.cfg.te_pt < 0) memset(&caps.events, 0, sizeof caps.events);
+  caps.ptime = cr->rtp.cfg.ptime_ms;
+  caps.dir = hold ? ML_SDP_SENDONLY : ML_SDP_SENDRECV;
+  ml_sdp_desc d;
+  ml_sdp_desc_offer(&d, &caps);
+  for (size_t i = 0; i < d.nfmt; i++) /* the payload types in use, not our defaults */
+    d.fmt[i].pt =
+        d.fmt[i].codec == ML_SDP_TELEPHONE_EVENT ? (uint8_t)cr->rtp.cfg.te_pt : (uint8_t)cr->rtp.cfg.pt;
+  desc_origin(cr, &d, cr->sdp_version + 1);
+  char sdp[2048];
+  int n = ml_sdp_write(sdp, sizeof sdp, &d);
+  if (n < 0 || ml_sip_call_reinvite(c, sdp, (size_t)n) != 0) return fail(L, "cannot send the re-INVITE");
+  cr->sdp_version++;
+  cr->want_hold = hold;
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+/* reinvite_status() -> code, pending, ours: the final status of our last
+ * re-INVITE (0: none yet), whether it is still out, and whether the
+ * Call-ID is ours (the glare retry delay depends on it, RFC 3261 §14.1) */
+static int l_call_reinvite_status(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  ml_sip_call *c = cr->call;
+  lua_pushinteger(L, c ? c->reinvite_code : 0);
+  lua_pushboolean(L, c && c->reinvite_pending && !cr->ended);
+  lua_pushboolean(L, c && c->outgoing);
+  return 3;
+}
+
+/* holding() -> bool: we put the other side on hold (our re-INVITE sendonly
+ * was accepted); held() is the other way round */
+static int l_call_holding(lua_State *L)
+{
+  lua_pushboolean(L, check_call(L)->holding);
+  return 1;
+}
+
+/* refer_request() -> nil | { refer_to =, referred_by = }: a REFER from the
+ * peer waiting for accept or reject */
+static int l_call_refer_request(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  ml_sip_call *c = cr->call;
+  if (!c || cr->ended || c->refer_in != ML_REFER_IN_PENDING) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 2);
+  push_strfield(L, "refer_to", c->refer_in_to, strlen(c->refer_in_to));
+  if (c->refer_in_by[0]) push_strfield(L, "referred_by", c->refer_in_by, strlen(c->refer_in_by));
+  return 1;
+}
+
+/* refer_reply("accept" | "reject" | "notify", code) -> true | false, err */
+static int l_call_refer_reply(lua_State *L)
+{
+  sip_callres *cr = check_call(L);
+  const char *what = luaL_checkstring(L, 2);
+  int code = (int)luaL_optinteger(L, 3, 0);
+  ml_sip_call *c = cr->call;
+  int rc;
+  if (!c) return fail(L, "the call is closed");
+  if (!strcmp(what, "accept"))
+    rc = ml_sip_call_refer_accept(c);
+  else if (!strcmp(what, "reject"))
+    rc = code < 300 || code > 699 ? (luaL_argerror(L, 3, "a final error code 300..699"), -1)
+                                  : ml_sip_call_refer_reject(c, code);
+  else if (!strcmp(what, "notify"))
+    rc = code < 100 || code > 699 ? (luaL_argerror(L, 3, "a status code 100..699"), -1)
+                                  : ml_sip_call_refer_notify(c, code);
+  else
+    return luaL_argerror(L, 2, "\"accept\", \"reject\" or \"notify\"");
+  if (rc != 0)
+    return fail(L, cr->ended
+                       ? "the call has ended"
+                       : "the transfer request is not in that state (answered already, or not accepted)");
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 /* answer: negotiate the offer, open RTP, send 200 + SDP; 488 when nothing fits */
@@ -997,6 +1145,11 @@ int ml_open_sip(lua_State *L)
                                           {"rtp_stats", l_call_rtp_stats},
                                           {"send_dtmf", l_call_send_dtmf},
                                           {"held", l_call_held},
+                                          {"holding", l_call_holding},
+                                          {"reinvite", l_call_reinvite},
+                                          {"reinvite_status", l_call_reinvite_status},
+                                          {"refer_request", l_call_refer_request},
+                                          {"refer_reply", l_call_refer_reply},
                                           {"transfer", l_call_transfer},
                                           {"transfer_status", l_call_transfer_status},
                                           {"wait_change", l_call_wait_change},

@@ -10,7 +10,7 @@
 #include "sip_call.h"
 #include "sipfrag.h"
 
-#define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+#define ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 
 /* ---- the call table ------------------------------------------------------------- */
 
@@ -116,6 +116,12 @@ static void call_free(ml_sip_call *c)
   if (c->inv_txn) ml_sip_txn_detach(c->inv_txn);
   call_remove(s, c);
   if (c->dial_txn) ml_sip_txn_detach(c->dial_txn);
+  if (c->reinvite_txn) ml_sip_txn_detach(c->reinvite_txn);
+  if (c->refer_in_txn) ml_sip_txn_detach(c->refer_in_txn);
+  free(c->reinvite_ack);
+  free(c->reinvite_sdp);
+  free(c->local_sdp);
+  free(c->refer_in_req);
   free(c->invite);
   free(c->ok);
   free(c->offer);
@@ -126,10 +132,14 @@ static void call_free(ml_sip_call *c)
   free(c);
 }
 
+static void refer_in_close(ml_sip_call *c);
+
 static void call_end(ml_sip_call *c, const char *reason, int code)
 {
   if (c->state == ML_CALL_ENDED) return;
   c->state = ML_CALL_ENDED;
+  refer_in_close(c); /* an undecided REFER gets its answer (603) */
+  c->reinvite_pending = 0;
   c->end_reason = reason;
   c->end_code = code;
   ml_timer_stop(c->stack->loop, &c->ok_timer);
@@ -188,6 +198,44 @@ static void respond(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *req, int c
   if (n) ml_sip_txn_respond(t, code, buf, n);
 }
 
+/* RFC 4028 §9: a 2xx to a request with Session-Expires carries it back, with
+ * the refresher the request chose (uac when it chose none: the peer keeps
+ * refreshing), and Require: timer when the refresher is the uac. */
+static void add_session_timer(ml_sip_builder *b, const ml_sip_msg *req)
+{
+  ml_sip_builder_header(b, "Supported", ML_STR_LIT("timer"));
+  const ml_sip_header *se = ml_sip_header_get(req, ML_SIP_H_SESSION_EXPIRES);
+  if (!se) return;
+  ml_str v = se->value, params = ML_STR_NULL, refresher;
+  for (size_t i = 0; i < v.n; i++)
+    if (v.p[i] == ';') {
+      params = ml_str_make(v.p + i, v.n - i);
+      break;
+    }
+  if (ml_sip_param(params, "refresher", &refresher) == 1) {
+    ml_sip_builder_header(b, "Session-Expires", v);
+    if (!ml_str_ieq_c(refresher, "uac")) return;
+  } else {
+    ml_sip_builder_headerf(b, "Session-Expires", "%.*s;refresher=uac", (int)v.n, v.p);
+  }
+  ml_sip_builder_header(b, "Require", ML_STR_LIT("timer"));
+}
+
+/* 200 to an offer or a session refresh (re-INVITE, UPDATE): our SDP when
+ * there is one, the session timer echoed */
+static void respond_session(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *req, const char *sdp, size_t n)
+{
+  char buf[8192];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  if (ml_sip_build_response(req, 200, NULL, ML_STR_NULL, &b) != 0) return;
+  add_common(s, &b, &t->peer);
+  add_session_timer(&b, req);
+  if (n) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
+  size_t len = ml_sip_builder_finish(&b, ml_str_make(sdp, n));
+  if (len) ml_sip_txn_respond(t, 200, buf, len);
+}
+
 static void respond_new(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from, int code)
 {
   ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
@@ -241,10 +289,13 @@ int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len)
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
   int ok = ml_sip_build_response(inv, 200, NULL, ml_str_c(c->local_tag), &b) == 0;
+  if (ok) {
+    add_common(s, &b, &c->peer);
+    add_session_timer(&b, inv);
+  }
   free(inv);
   if (!ok) return -1;
-  add_common(s, &b, &c->peer);
-  ml_sip_builder_header(&b, "Supported", ML_STR_LIT("timer"));
+  ml_sip_call_set_local_sdp(c, sdp, sdp_len);
   if (sdp_len) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
   size_t n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
   if (!n) return -1;
@@ -329,6 +380,7 @@ void ml_sip_call_hangup(ml_sip_call *c)
     break;
   case ML_CALL_ANSWERED:
   case ML_CALL_CONFIRMED:
+    refer_in_close(c); /* while the dialog still stands */
     c->state = ML_CALL_ENDING;
     ml_timer_stop(c->stack->loop, &c->ok_timer);
     ml_timer_stop(c->stack->loop, &c->ack_timeout);
@@ -423,12 +475,14 @@ ml_sip_call *ml_sip_call_dial(ml_sip_stack *s, const ml_sip_dial *d,
   c->username = dup_c(d->username);
   c->password = dup_c(d->password);
   set_buf(&c->offer, &c->offer_len, d->sdp, d->sdp_len);
+  set_buf(&c->local_sdp, &c->local_sdp_len, d->sdp, d->sdp_len);
   ml_timer_init(&c->ok_timer, on_ok_timer);
   ml_timer_init(&c->ack_timeout, on_ack_timeout);
   call_add(s, c);
   if (send_invite(c, d->ruri, d->to, d->extra_headers, NULL, NULL, d->sdp, d->sdp_len) != 0) {
     call_remove(s, c);
     free(c->offer);
+    free(c->local_sdp);
     free(c->username);
     free(c->password);
     free(c);
@@ -470,7 +524,7 @@ static void send_cancel(ml_sip_call *c)
 
 /* ACK for a 2xx (RFC 3261 §13.2.2.4): a new transaction-less request to the
  * remote target through the route set, CSeq number of the INVITE. */
-static void send_ack(ml_sip_call *c, uint32_t cseq)
+static void send_ack(ml_sip_call *c, uint32_t cseq, char **keep, size_t *keep_len)
 {
   char branch[48], buf[4096];
   ml_sip_builder b;
@@ -478,7 +532,7 @@ static void send_ack(ml_sip_call *c, uint32_t cseq)
   dialog_request(c, "ACK", cseq, branch, sizeof branch, &b);
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
   if (!n) return;
-  set_buf(&c->ack, &c->ack_len, buf, n);
+  set_buf(keep, keep_len, buf, n);
   ml_sip_stack_send(c->stack, &c->hop, buf, n);
 }
 
@@ -563,7 +617,7 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
       copy_str(c->route[c->n_route++], sizeof c->route[0], rsp->record_route[i - 1]);
     dialog_next_hop(c);
     set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
-    send_ack(c, rsp->cseq);
+    send_ack(c, rsp->cseq, &c->ack, &c->ack_len);
     if (c->cancel_pending || c->released) { /* answered after we gave up: hang up (D5) */
       c->state = ML_CALL_ENDING;
       send_bye(c);
@@ -635,6 +689,215 @@ static void handle_refer_notify(ml_sip_stack *s, ml_sip_call *c, const ml_sip_ms
   refer_event(c, (int)frag.status, terminated || frag.status >= 200);
 }
 
+/* ---- our re-INVITE (hold, resume; RFC 3261 §14, RFC 3264 §8.4) ------------------- */
+
+void ml_sip_call_set_local_sdp(ml_sip_call *c, const char *sdp, size_t sdp_len)
+{
+  set_buf(&c->local_sdp, &c->local_sdp_len, sdp, sdp_len);
+}
+
+/* a 2xx or a re-INVITE may move the peer (target refresh, §12.2) */
+static void target_refresh(ml_sip_call *c, const ml_sip_msg *m)
+{
+  ml_sip_name_addr contact;
+  if (m->n_contact > 0 && ml_sip_parse_name_addr(m->contact[0], &contact) == 0)
+    copy_str(c->remote_target, sizeof c->remote_target, contact.uri.text);
+}
+
+static void reinvite_done(ml_sip_call *c, int code)
+{
+  c->reinvite_pending = 0;
+  c->reinvite_code = code;
+  if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_REINVITE, c->data);
+}
+
+static void on_reinvite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, void *data)
+{
+  ml_sip_call *c = data;
+  if (t != c->reinvite_txn) return; /* an older one's late 2xx retransmission */
+  if (timeout) {
+    c->reinvite_txn = NULL;
+    if (!c->reinvite_pending) return;
+    reinvite_done(c, 408);
+    /* no answer in a dialog: end it (RFC 3261 §12.2.1.2) */
+    if (c->state == ML_CALL_CONFIRMED) {
+      c->state = ML_CALL_ENDING;
+      send_bye(c);
+    }
+    return;
+  }
+  int code = rsp->status;
+  if (code < 200) return;
+  if (code >= 300) {
+    ml_sip_txn_detach(t); /* the transaction ACKs the failure itself */
+    c->reinvite_txn = NULL;
+    if (!c->reinvite_pending) return;
+    reinvite_done(c, code);
+    if (code == 481) call_end(c, "dialog gone", 481); /* §12.2.1.2 */
+    return;
+  }
+  if (!c->reinvite_pending) { /* a retransmitted 2xx: the same ACK again */
+    if (c->reinvite_ack) ml_sip_stack_send(c->stack, &c->hop, c->reinvite_ack, c->reinvite_ack_len);
+    return;
+  }
+  target_refresh(c, rsp);
+  send_ack(c, rsp->cseq, &c->reinvite_ack, &c->reinvite_ack_len);
+  if (rsp->body.n) set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
+  ml_sip_call_set_local_sdp(c, c->reinvite_sdp, c->reinvite_sdp_len);
+  reinvite_done(c, code);
+}
+
+int ml_sip_call_reinvite(ml_sip_call *c, const char *sdp, size_t sdp_len)
+{
+  if (c->state != ML_CALL_CONFIRMED || c->reinvite_pending || !sdp_len) return -1;
+  ml_sip_stack *s = c->stack;
+  char branch[48], buf[8192];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  dialog_request(c, "INVITE", ++c->local_cseq, branch, sizeof branch, &b);
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s%s>", s->local_hostport,
+                         ml_sip_addr_uri_param(&c->hop));
+  ml_sip_builder_header(&b, "Allow", ML_STR_LIT(ALLOW));
+  ml_sip_builder_header(&b, "Supported", ML_STR_LIT("timer"));
+  if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
+  ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
+  size_t n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
+  if (!n) return -1;
+  set_buf(&c->reinvite_sdp, &c->reinvite_sdp_len, sdp, sdp_len);
+  if (c->reinvite_txn) ml_sip_txn_detach(c->reinvite_txn);
+  c->reinvite_pending = 1;
+  c->reinvite_code = 0;
+  c->reinvite_txn = ml_sip_txn_client_new(s, ML_SIP_INVITE, branch, &c->hop, buf, n, on_reinvite_rsp, c);
+  c->reinvite_txn->slot = &c->reinvite_txn;
+  return 0;
+}
+
+/* ---- a REFER from the peer (RFC 3515) ----------------------------------------------- */
+
+/* NOTIFY of the implicit refer subscription with the sipfrag of `code`;
+ * a final code ends it */
+static int send_refer_notify(ml_sip_call *c, int code)
+{
+  ml_sip_stack *s = c->stack;
+  char frag[128], branch[48], buf[4096];
+  int fl = ml_sipfrag_write(frag, sizeof frag, (unsigned)code, ML_STR_NULL);
+  if (fl < 0) return -1;
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  dialog_request(c, "NOTIFY", ++c->local_cseq, branch, sizeof branch, &b);
+  ml_sip_builder_headerf(&b, "Contact", "<sip:moonline@%s%s>", s->local_hostport,
+                         ml_sip_addr_uri_param(&c->hop));
+  ml_sip_builder_header(&b, "Event", ML_STR_LIT("refer"));
+  ml_sip_builder_header(&b, "Subscription-State",
+                        code >= 200 ? ML_STR_LIT("terminated;reason=noresource")
+                                    : ML_STR_LIT("active;expires=60"));
+  if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
+  ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT(ML_SIPFRAG_CONTENT_TYPE));
+  size_t n = ml_sip_builder_finish(&b, ml_str_make(frag, (size_t)fl));
+  if (!n) return -1;
+  ml_sip_txn_client_new(s, ML_SIP_NOTIFY, branch, &c->hop, buf, n, NULL, NULL);
+  return 0;
+}
+
+/* answer the stored REFER on its transaction */
+static int refer_in_respond(ml_sip_call *c, int code)
+{
+  ml_sip_msg *m = malloc(sizeof *m);
+  int rc = -1;
+  if (m && c->refer_in_txn && c->refer_in_req &&
+      ml_sip_parse(m, c->refer_in_req, c->refer_in_req_len, ML_SIP_UDP) == 0) {
+    respond(c->stack, c->refer_in_txn, m, code, NULL, NULL, NULL, 0);
+    rc = 0;
+  }
+  free(m);
+  free(c->refer_in_req);
+  c->refer_in_req = NULL;
+  c->refer_in_req_len = 0;
+  if (c->refer_in_txn) ml_sip_txn_detach(c->refer_in_txn);
+  c->refer_in_txn = NULL;
+  return rc;
+}
+
+int ml_sip_call_refer_accept(ml_sip_call *c)
+{
+  if (c->refer_in != ML_REFER_IN_PENDING) return -1;
+  refer_in_respond(c, 202);
+  c->refer_in = ML_REFER_IN_ACCEPTED;
+  if (c->state == ML_CALL_CONFIRMED || c->state == ML_CALL_ANSWERED) send_refer_notify(c, 100);
+  return 0;
+}
+
+int ml_sip_call_refer_reject(ml_sip_call *c, int code)
+{
+  if (c->refer_in != ML_REFER_IN_PENDING || code < 300 || code > 699) return -1;
+  refer_in_respond(c, code);
+  c->refer_in = ML_REFER_IN_NONE;
+  return 0;
+}
+
+int ml_sip_call_refer_notify(ml_sip_call *c, int code)
+{
+  if (c->refer_in != ML_REFER_IN_ACCEPTED || code < 100 || code > 699) return -1;
+  if (c->state != ML_CALL_CONFIRMED && c->state != ML_CALL_ANSWERED) {
+    c->refer_in = ML_REFER_IN_NONE; /* the dialog is gone: nobody to tell */
+    return -1;
+  }
+  if (send_refer_notify(c, code) != 0) return -1;
+  if (code >= 200) c->refer_in = ML_REFER_IN_NONE;
+  return 0;
+}
+
+/* the call ends (or we hang up): an undecided REFER is declined, an accepted
+ * one whose outcome was never reported gets a final NOTIFY while the dialog
+ * still stands */
+static void refer_in_close(ml_sip_call *c)
+{
+  if (c->refer_in == ML_REFER_IN_PENDING) refer_in_respond(c, 603);
+  if (c->refer_in == ML_REFER_IN_ACCEPTED && (c->state == ML_CALL_CONFIRMED || c->state == ML_CALL_ANSWERED))
+    send_refer_notify(c, 487);
+  c->refer_in = ML_REFER_IN_NONE;
+}
+
+static void handle_refer(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  const ml_sip_header *to = ml_sip_header_get(req, ML_SIP_H_REFER_TO);
+  ml_sip_name_addr target, by;
+  /* exactly one Refer-To (RFC 3515 §2.4.1), a URI we can read */
+  if (!to || ml_sip_header_next(req, to) || ml_sip_parse_name_addr(to->value, &target) != 0 ||
+      target.uri.text.n >= sizeof c->refer_in_to) {
+    respond_new(s, req, from, 400);
+    return;
+  }
+  if (c->state != ML_CALL_CONFIRMED && c->state != ML_CALL_ANSWERED) {
+    respond_new(s, req, from, 481);
+    return;
+  }
+  if (c->released || !c->on_event) { /* nobody to act on it */
+    respond_new(s, req, from, 603);
+    return;
+  }
+  if (c->refer_in != ML_REFER_IN_NONE) { /* one transfer at a time */
+    respond_new(s, req, from, 491);
+    return;
+  }
+  c->refer_in_req = malloc(req->len);
+  if (!c->refer_in_req) {
+    respond_new(s, req, from, 500);
+    return;
+  }
+  memcpy(c->refer_in_req, req->buf, req->len);
+  c->refer_in_req_len = req->len;
+  c->refer_in_txn = ml_sip_txn_server_new(s, req, from);
+  c->refer_in_txn->slot = &c->refer_in_txn;
+  copy_str(c->refer_in_to, sizeof c->refer_in_to, target.uri.text);
+  c->refer_in_by[0] = '\0';
+  const ml_sip_header *rb = ml_sip_header_get(req, ML_SIP_H_REFERRED_BY);
+  if (rb && ml_sip_parse_name_addr(rb->value, &by) == 0)
+    copy_str(c->refer_in_by, sizeof c->refer_in_by, by.uri.text);
+  c->refer_in = ML_REFER_IN_PENDING;
+  c->on_event(c, ML_CALL_EV_REFER_IN, c->data);
+}
+
 /* ---- inbound requests ------------------------------------------------------------ */
 
 static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
@@ -704,6 +967,37 @@ static void handle_cancel(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_a
   }
 }
 
+/* A re-INVITE or UPDATE. With an offer: the owner answers it (hold,
+ * resume; a refresh repeating the same SDP gets the same answer). Without
+ * one: a session refresh, answered with our current SDP (for a re-INVITE
+ * it is our offer; the answer in the ACK changes nothing here). */
+static void handle_offer(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  int invite = req->method == ML_SIP_INVITE;
+  if (c->reinvite_pending && (invite || req->body.n)) { /* glare: ours is out (RFC 3261 §14.2) */
+    respond_new(s, req, from, 491);
+    return;
+  }
+  ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
+  char sdp[2048];
+  int n = -1;
+  if (invite) target_refresh(c, req);
+  if (req->body.n && c->on_reoffer && !c->released) {
+    set_buf(&c->remote_sdp, &c->remote_sdp_len, req->body.p, req->body.n);
+    n = c->on_reoffer(c, sdp, sizeof sdp, c->data);
+    if (n >= 0) ml_sip_call_set_local_sdp(c, sdp, (size_t)n);
+  } else if (!req->body.n && !invite) {
+    n = 0; /* UPDATE without an offer: nothing to answer */
+  } else if (!req->body.n && c->local_sdp && c->local_sdp_len < sizeof sdp) {
+    memcpy(sdp, c->local_sdp, c->local_sdp_len);
+    n = (int)c->local_sdp_len;
+  }
+  if (n < 0)
+    respond(s, t, req, 488, NULL, NULL, NULL, 0);
+  else
+    respond_session(s, t, req, sdp, (size_t)n);
+}
+
 static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req, const ml_sip_addr *from)
 {
   if (req->method == ML_SIP_ACK) {
@@ -732,31 +1026,13 @@ static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *
   case ML_SIP_NOTIFY:
     handle_refer_notify(s, c, req, from);
     break;
-  case ML_SIP_UPDATE: /* a session-timer refresh without a new offer (RFC 4028) */
-    respond_new(s, req, from, 200);
+  case ML_SIP_REFER:
+    handle_refer(s, c, req, from);
     break;
-  case ML_SIP_INVITE: { /* re-INVITE: hold, resume, or a session-timer refresh */
-    ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
-    char sdp[2048];
-    int n = -1;
-    if (req->body.n && c->on_reoffer && !c->released) {
-      set_buf(&c->remote_sdp, &c->remote_sdp_len, req->body.p, req->body.n);
-      n = c->on_reoffer(c, sdp, sizeof sdp, c->data);
-    } else {
-      /* no offer (or nobody to ask): repeat the session we have */
-      ml_sip_msg *ok = malloc(sizeof *ok);
-      if (ok && c->ok && ml_sip_parse(ok, c->ok, c->ok_len, ML_SIP_UDP) == 0 && ok->body.n < sizeof sdp) {
-        memcpy(sdp, ok->body.p, ok->body.n);
-        n = (int)ok->body.n;
-      }
-      free(ok);
-    }
-    if (n < 0)
-      respond(s, t, req, 488, NULL, NULL, NULL, 0);
-    else
-      respond(s, t, req, 200, NULL, n ? "application/sdp" : NULL, sdp, (size_t)n);
+  case ML_SIP_INVITE: /* re-INVITE: hold, resume, or a session-timer refresh */
+  case ML_SIP_UPDATE: /* a refresh (RFC 4028), with or without an offer */
+    handle_offer(s, c, req, from);
     break;
-  }
   default:
     respond_new(s, req, from, 501);
     break;
@@ -790,6 +1066,7 @@ void ml_sip_ua_request(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr
     respond_new(s, req, from, s->draining ? 503 : 200);
     break;
   case ML_SIP_BYE:
+  case ML_SIP_REFER: /* we take transfers only inside a call */
     respond_new(s, req, from, 481);
     break;
   case ML_SIP_REGISTER:

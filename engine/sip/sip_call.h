@@ -23,6 +23,15 @@ enum ml_sip_call_event {
   ML_CALL_EV_CONFIRMED, /* ACK received (inbound) or 2xx received and ACKed (outbound) */
   ML_CALL_EV_ENDED, /* c->end_reason, c->end_code say why */
   ML_CALL_EV_REFER, /* c->refer_code: the REFER's response, then each NOTIFY's sipfrag */
+  ML_CALL_EV_REINVITE, /* c->reinvite_code: the final response to our re-INVITE */
+  ML_CALL_EV_REFER_IN, /* the peer sent a REFER: c->refer_in_to, c->refer_in_by; the owner decides */
+};
+
+/* an inbound REFER (RFC 3515) while the owner decides and acts on it */
+enum ml_sip_refer_in_state {
+  ML_REFER_IN_NONE, /* none, or the last one is over */
+  ML_REFER_IN_PENDING, /* received, not answered yet */
+  ML_REFER_IN_ACCEPTED, /* 202 sent, NOTIFY 100 sent; the final NOTIFY is owed */
 };
 
 #define ML_SIP_MAX_ROUTESET 8
@@ -67,6 +76,23 @@ struct ml_sip_call {
   /* transfer (REFER, RFC 3515): the REFER's response, then the sipfrag of
    * each NOTIFY; refer_final when the subscription is over */
   int refer_code, refer_final;
+  /* our re-INVITE (hold/resume): one at a time; reinvite_code is 0 while it
+   * is pending, then its final status (408 on a timeout) */
+  ml_sip_txn *reinvite_txn;
+  int reinvite_pending, reinvite_code;
+  char *reinvite_ack; /* the ACK for its 2xx, re-sent when the 2xx is retransmitted */
+  size_t reinvite_ack_len;
+  char *reinvite_sdp; /* its offer: our SDP once a 2xx accepts it */
+  size_t reinvite_sdp_len;
+  /* our current SDP (what a refresh without an offer gets) */
+  char *local_sdp;
+  size_t local_sdp_len;
+  /* an inbound REFER: a copy of the request (to answer it), its URIs */
+  enum ml_sip_refer_in_state refer_in;
+  char *refer_in_req;
+  size_t refer_in_req_len;
+  ml_sip_txn *refer_in_txn;
+  char refer_in_to[512], refer_in_by[256];
   void (*on_event)(ml_sip_call *c, int ev, void *data);
   /* a re-INVITE's offer (in remote_sdp): write the answer into out and
    * return its length, or -1 for 488. NULL: the first answer is repeated. */
@@ -103,6 +129,20 @@ void ml_sip_call_hangup(ml_sip_call *c);
 /* REFER the other side to `target` (cold transfer); progress comes as
  * ML_CALL_EV_REFER events. -1 when the dialog is not up. */
 int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_by);
+/* a re-INVITE with `sdp` as our new offer (hold: a=sendonly, resume:
+ * a=sendrecv); the outcome comes as ML_CALL_EV_REINVITE. A 2xx is ACKed and
+ * its answer put in remote_sdp, local_sdp becomes `sdp`. -1 when the dialog
+ * is not up or a re-INVITE is already pending. */
+int ml_sip_call_reinvite(ml_sip_call *c, const char *sdp, size_t sdp_len);
+/* keep `sdp` as our current SDP (after answering a peer's offer) */
+void ml_sip_call_set_local_sdp(ml_sip_call *c, const char *sdp, size_t sdp_len);
+/* An inbound REFER (refer_in PENDING): accept (202, then NOTIFY "100
+ * Trying"), or reject with a final code. Then, once accepted, report how
+ * the referred call went: NOTIFY with the sipfrag of `code` (a final code
+ * ends the subscription). -1 when the REFER is not in the right state. */
+int ml_sip_call_refer_accept(ml_sip_call *c);
+int ml_sip_call_refer_reject(ml_sip_call *c, int code);
+int ml_sip_call_refer_notify(ml_sip_call *c, int code);
 /* the owner is done with it: no more events; freed when it has ended */
 void ml_sip_call_release(ml_sip_call *c);
 

@@ -82,6 +82,73 @@ wrap(Call, "transfer", function(raw)
   end
 end)
 
+-- A re-INVITE offering our session as a=sendonly (hold) or a=sendrecv
+-- (resume), RFC 3264 §8.4. The transaction itself is bounded (408 after
+-- 32 s); opts.timeout bounds the wait here too. A 491 (both sides sent a
+-- re-INVITE at once) is retried after RFC 3261 §14.1's random delay: 2.1-4 s
+-- when the Call-ID is ours, 0-2 s when it is theirs.
+local function reoffer(self, hold, opts)
+  opts = opts or {}
+  local attempts = opts.attempts or 3
+  for attempt = 1, attempts do
+    local ok, err = await(self:reinvite(hold))
+    if not ok then return nil, err end
+    task.with_timeout(opts.timeout or 40, function()
+      while select(2, self:reinvite_status()) do
+        if not self:wait_change() then return end
+      end
+    end)
+    local code, pending, ours = self:reinvite_status()
+    if pending then return nil, "timeout" end
+    if code == 0 then return nil, "ended" end
+    if code >= 200 and code < 300 then return true, code end
+    if code ~= 491 or attempt == attempts then return nil, "rejected", code end
+    task.sleep(ours and 2.1 + math.random() * 1.9 or math.random() * 2)
+  end
+end
+
+--- call:hold([{ timeout = 40, attempts = 3 }]) -> true, 200 | nil, err, status
+-- Puts the other side on hold: re-INVITE with our SDP as a=sendonly; once it
+-- is accepted we send no audio and call:holding() is true. A failure
+-- ("rejected" with the status, "timeout", "ended") changes nothing.
+function Call:hold(opts) return reoffer(self, true, opts) end
+
+--- call:unhold([opts]) -> true, 200 | nil, err, status: re-INVITE a=sendrecv; audio resumes
+function Call:unhold(opts) return reoffer(self, false, opts) end
+
+-- A transfer request from the other side (an inbound REFER, RFC 3515).
+local Refer = {}
+Refer.__index = Refer
+
+--- req:accept() -> true | nil, err: 202 Accepted, then NOTIFY "SIP/2.0 100 Trying"
+function Refer:accept() return await(self.call:refer_reply("accept")) end
+
+--- req:reject([code=603]) -> true | nil, err: a final error response to the REFER
+function Refer:reject(code) return await(self.call:refer_reply("reject", code or 603)) end
+
+--- req:notify(code) -> true | nil, err: NOTIFY with "SIP/2.0 <code> ..."; a
+-- final code (>= 200) ends the subscription (terminated;reason=noresource)
+function Refer:notify(code) return await(self.call:refer_reply("notify", code)) end
+
+--- call:wait_refer([seconds]) -> req | nil, "timeout" | "ended"
+-- The next REFER from the other side: req.refer_to (the URI to call, as
+-- sent), req.referred_by (or nil). The script decides: req:accept(), call
+-- the target (sip.dial), req:notify(status); or req:reject(code). A REFER
+-- left undecided is declined (603) when the call ends; an accepted one
+-- whose outcome was never reported gets a final NOTIFY (487) when we hang up.
+function Call:wait_refer(seconds)
+  local req
+  local done = task.with_timeout(seconds or math.huge, function()
+    while true do
+      req = self:refer_request()
+      if req then return true end
+      if not self:wait_change() then return end
+    end
+  end)
+  if req then return setmetatable({ call = self, refer_to = req.refer_to, referred_by = req.referred_by }, Refer) end
+  return nil, done and "ended" or "timeout"
+end
+
 --- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
 -- The listener is a resource of the current scope; its accept loop and the
 -- call handlers are tasks of that scope too.
@@ -137,7 +204,7 @@ end
 --       from = "sip:agent@host",
 --       headers = { ["X-Case"] = "42" }, ringing_timeout = 30, listener = (send from
 --       a listener's socket; default: a socket of the call's own), local_host,
---       wait_until_answered = true.
+--       wait_until_answered = true, dtmf = "123#" (sent once answered).
 -- While ringing, a timeout or a cancellation of the calling task sends CANCEL.
 function _M.dial(uri, opts)
   opts = opts or {}
@@ -178,6 +245,13 @@ function _M.dial(uri, opts)
     return call:wait("confirmed")
   end)
   if answered and why then
+    if opts.dtmf then -- RFC 4733 digits once answered ('w': half a second pause)
+      local ok, derr = call:send_dtmf(opts.dtmf)
+      if not ok then
+        call:close()
+        return nil, derr
+      end
+    end
     return call
   end
   if not answered then -- no answer in time: CANCEL, and wait for the end (bounded)

@@ -1077,3 +1077,12 @@ void ml_sip_ua_request(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr
     break;
   }
 }
+
+int ml_sip_ua_uses(ml_sip_stack *s, const ml_sip_addr *peer)
+{
+  for (size_t i = 0; i < s->call_cap; i++)
+    for (ml_sip_call *c = s->calls[i]; c; c = c->hash_next)
+      if (c->state != ML_CALL_ENDED && (ml_sip_addr_eq(&c->peer, peer) || ml_sip_addr_eq(&c->hop, peer)))
+        return 1;
+  return 0;
+}

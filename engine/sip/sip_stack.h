@@ -164,6 +164,9 @@ ml_sip_conn *ml_sip_tcp_find(ml_sip_stack *s, const ml_sip_addr *peer);
 /* close the listening socket and every connection (handles counted in s->handles) */
 void ml_sip_tcp_close_all(ml_sip_stack *s);
 void ml_sip_stack_handle_closed(ml_sip_stack *s);
+/* a call not ended sends to or hears from peer (sip_call.c; a scan: for the
+ * idle check of a connection only) */
+int ml_sip_ua_uses(ml_sip_stack *s, const ml_sip_addr *peer);
 void ml_sip_make_tag(ml_sip_stack *s, char *buf, size_t cap);
 void ml_sip_make_branch(ml_sip_stack *s, char *buf, size_t cap);
 

@@ -7,8 +7,8 @@
  * one can be built) and is closed: the others are not affected. Writes go
  * out at once when the socket takes them; what it does not take waits in a
  * per-connection buffer (bounded), so nothing is allocated per message.
- * Connections idle for tcp_idle_ns are closed; at most tcp_max_conns are
- * open. The stack owns every connection: closing it closes them all. */
+ * Connections idle for tcp_idle_ns are closed unless a call uses them; at
+ * most tcp_max_conns are open. The stack owns every connection: closing it closes them all. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,10 +143,12 @@ static void on_idle(ml_timer *tm)
   ml_sip_conn *c = ml_container_of(tm, ml_sip_conn, idle);
   ml_sip_stack *s = c->stack;
   uint64_t now = ml_clock_now(s->loop), limit = idle_ns(s);
-  if (now - c->last_active >= limit) {
+  /* a call's connection stays while the call lasts: its BYE needs it */
+  if (now - c->last_active >= limit && !ml_sip_ua_uses(s, &c->peer)) {
     conn_close(c);
     return;
   }
+  if (now - c->last_active >= limit) c->last_active = now;
   ml_timer_start(s->loop, &c->idle, limit - (now - c->last_active));
 }
 

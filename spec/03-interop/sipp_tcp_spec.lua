@@ -129,10 +129,12 @@ describe("SIP over TCP", function()
     if not HAVE_SIPP then return pending("sipp is not installed") end
     local port, sipp_port, media_port = ports()
     local ended
-    local listener = assert(sip.listen({ host = HOST, port = port, transport = "tcp", handler = function(call)
+    -- the call outlasts the idle timeout: its connection must stay for the BYE
+    local listener = assert(sip.listen({ host = HOST, port = port, transport = "tcp", tcp_idle_timeout = 0.3,
+                                         handler = function(call)
       assert(call:answer())
       call:wait("confirmed")
-      task.sleep(0.3)
+      task.sleep(1)
       call:hangup()
       call:wait("ended")
       ended = { call:state() }

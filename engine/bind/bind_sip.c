@@ -1125,6 +1125,44 @@ static int l_sip_dial(lua_State *L)
   return 2;
 }
 
+/* ---- rooms ------------------------------------------------------------------------ */
+
+/* the room closed with the call inside: hang up (the owner's scope still
+ * closes the resource) */
+static void on_room_kick(ml_room_member *m, void *data)
+{
+  (void)m;
+  sip_callres *cr = data;
+  if (cr->call) ml_sip_call_hangup(cr->call);
+  if (cr->rtp_open) cr->rtp.cfg.send = 0;
+}
+
+ml_room_member *ml_bind_sip_room_member(lua_State *L, int idx, const char **err)
+{
+  if (!luaL_testudata(L, idx, CALL_MT)) return NULL;
+  sip_callres *cr = (sip_callres *)ml_box_get(L, idx, CALL_MT);
+  if (!cr) {
+    *err = "the call is closed";
+    return NULL;
+  }
+  if (cr->ended) {
+    *err = "the call has ended";
+    return NULL;
+  }
+  if (!cr->rtp_open) {
+    *err = "the call has no media yet: answer it first";
+    return NULL;
+  }
+  ml_room_member *m = ml_rtp_stream_room_member(&cr->rtp);
+  if (!m) {
+    *err = "out of memory";
+    return NULL;
+  }
+  m->kick = on_room_kick;
+  m->kick_data = cr;
+  return m;
+}
+
 int ml_open_sip(lua_State *L)
 {
   static const luaL_Reg listener_methods[] = {{"accept", l_listener_accept},

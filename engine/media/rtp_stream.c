@@ -34,7 +34,12 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
         addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     memcpy(&s->cfg.remote, addr, s->cfg.remote_len);
   }
-  ml_rtp_receiver_update(&s->rx, &p, ml_clock_now(s->loop));
+  uint64_t now = ml_clock_now(s->loop);
+  int rx = ml_rtp_receiver_update(&s->rx, &p, now);
+  if (s->member.room && p.pt == s->cfg.pt && rx != ML_RTP_RX_BAD) {
+    if (rx == ML_RTP_RX_NEW_SSRC || rx == ML_RTP_RX_RESYNC) ml_jitter_reset(s->jb);
+    ml_jitter_put(s->jb, &p, now);
+  }
   if (s->cfg.te_pt >= 0 && p.pt == (uint8_t)s->cfg.te_pt) {
     char digit;
     if (ml_dtmf_receiver_feed(&s->dtmf, p.ts, p.marker, p.payload, p.payload_len, &digit) == 1 && s->on_dtmf)
@@ -71,12 +76,123 @@ int ml_rtp_stream_open(ml_rtp_stream *s, ml_loop *loop, const char *host, int *p
   return 0;
 }
 
-/* one frame of the current source: the tone or silence */
+/* ---- in a room ----------------------------------------------------------- */
+
+#define LEG_RATE 8000
+#define LEG_FRAME (LEG_RATE / 50) /* 20 ms, the room's tick */
+
+static void decode(const ml_rtp_stream *s, int16_t *out, const uint8_t *in, size_t n)
+{
+  if (s->cfg.alaw)
+    ml_alaw_decode(out, in, n);
+  else
+    ml_ulaw_decode(out, in, n);
+}
+
+/* 20 ms of what the peer says, from the jitter buffer, at 16 kHz */
+static int leg_pull(ml_room_member *m, int16_t *frame)
+{
+  ml_rtp_stream *s = ml_container_of(m, ml_rtp_stream, member);
+  while (s->in_n < LEG_FRAME) { /* a 30 ms ptime needs a packet on two ticks of three */
+    ml_jitter_frame f;
+    int r = ml_jitter_get(s->jb, &f);
+    size_t room = sizeof s->in8 / sizeof *s->in8 - s->in_n, k;
+    if (r == ML_JITTER_FRAME) {
+      k = f.len < room ? f.len : room;
+      decode(s, s->in8 + s->in_n, f.data, k);
+    } else if (r == ML_JITTER_LOST) { /* conceal with silence */
+      k = ml_jitter_ptime_ms(s->jb) * (LEG_RATE / 1000);
+      if (k > room) k = room;
+      memset(s->in8 + s->in_n, 0, k * sizeof *s->in8);
+    } else {
+      break;
+    }
+    s->in_n += (unsigned)k;
+  }
+  if (!s->in_n) return 0; /* nothing playing */
+  if (s->in_n < LEG_FRAME) { /* the stream stopped mid-frame */
+    memset(s->in8 + s->in_n, 0, (LEG_FRAME - s->in_n) * sizeof *s->in8);
+    s->in_n = LEG_FRAME;
+  }
+  size_t in = LEG_FRAME, out = ML_MIX_FRAME;
+  ml_resampler_process(s->up, s->in8, &in, frame, &out);
+  if (out < ML_MIX_FRAME) memset(frame + out, 0, (ML_MIX_FRAME - out) * sizeof *frame);
+  s->in_n -= LEG_FRAME;
+  memmove(s->in8, s->in8 + LEG_FRAME, s->in_n * sizeof *s->in8);
+  return 1;
+}
+
+/* the mix the peer hears, down to 8 kHz, queued for the next packets */
+static void leg_push(ml_room_member *m, const int16_t *frame)
+{
+  ml_rtp_stream *s = ml_container_of(m, ml_rtp_stream, member);
+  int16_t pcm[LEG_FRAME];
+  size_t in = ML_MIX_FRAME, out = LEG_FRAME;
+  ml_resampler_process(s->down, frame, &in, pcm, &out);
+  unsigned cap = sizeof s->out8 / sizeof *s->out8;
+  if (s->out_n + out > cap) { /* the sender fell behind: keep the newest */
+    unsigned drop = (unsigned)(s->out_n + out - cap);
+    s->room_overruns++;
+    s->out_n -= drop;
+    memmove(s->out8, s->out8 + drop, s->out_n * sizeof *s->out8);
+  }
+  memcpy(s->out8 + s->out_n, pcm, out * sizeof *pcm);
+  s->out_n += (unsigned)out;
+}
+
+static const ml_room_member_ops leg_ops = {leg_pull, leg_push};
+
+ml_room_member *ml_rtp_stream_room_member(ml_rtp_stream *s)
+{
+  if (s->jb) {
+    if (!s->member.room) { /* back in a room: what was received meanwhile is stale */
+      ml_jitter_reset(s->jb);
+      s->in_n = 0;
+    }
+    return &s->member;
+  }
+  ml_jitter_config jc = {.clock_rate = LEG_RATE, .ptime_ms = s->cfg.ptime_ms};
+  s->jb = ml_jitter_create(&jc);
+  s->up = ml_resampler_create(LEG_RATE, ML_MIX_RATE, ML_RESAMPLE_QUALITY);
+  s->down = ml_resampler_create(ML_MIX_RATE, LEG_RATE, ML_RESAMPLE_QUALITY);
+  if (!s->jb || !s->up || !s->down) {
+    ml_jitter_free(s->jb);
+    ml_resampler_free(s->up);
+    ml_resampler_free(s->down);
+    s->jb = NULL;
+    s->up = s->down = NULL;
+    return NULL;
+  }
+  ml_room_member_init(&s->member, &leg_ops, 1);
+  /* one tick of slack: the room's tick and ours run on the same clock but
+   * in either order */
+  memset(s->out8, 0, LEG_FRAME * sizeof *s->out8);
+  s->out_n = LEG_FRAME;
+  return &s->member;
+}
+
+/* one packet of the room's mix; silence where it has not arrived */
+static void room_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n)
+{
+  unsigned k = s->out_n < n ? s->out_n : n;
+  memcpy(pcm, s->out8, k * sizeof *pcm);
+  if (k < n) {
+    memset(pcm + k, 0, (n - k) * sizeof *pcm);
+    s->room_underruns++;
+  }
+  s->out_n -= k;
+  memmove(s->out8, s->out8 + k, s->out_n * sizeof *s->out8);
+}
+
+/* one frame of the current source: the tone, the room, or silence */
 static void fill_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n, uint64_t now)
 {
   if (s->tone_on && s->tone_until_ns && now >= s->tone_until_ns) s->tone_on = 0;
   if (!s->tone_on) {
-    memset(pcm, 0, n * sizeof *pcm);
+    if (s->member.room)
+      room_frame(s, pcm, n);
+    else
+      memset(pcm, 0, n * sizeof *pcm);
     return;
   }
   /* one complex multiply per sample; renormalised once a frame so rounding
@@ -209,6 +325,14 @@ static void on_closed(uv_handle_t *h)
 void ml_rtp_stream_close(ml_rtp_stream *s)
 {
   if (s->tick.cb) ml_timer_stop(s->loop, &s->tick);
+  if (s->jb) {
+    ml_room_leave(&s->member);
+    ml_jitter_free(s->jb);
+    ml_resampler_free(s->up);
+    ml_resampler_free(s->down);
+    s->jb = NULL;
+    s->up = s->down = NULL;
+  }
   if (!s->open) {
     if (s->on_closed) s->on_closed(s, s->data);
     return;

@@ -9,7 +9,10 @@
 #include <netinet/in.h>
 
 #include "dtmf.h"
+#include "jitter.h"
 #include "ml_runtime.h"
+#include "resample.h"
+#include "room.h"
 #include "rtp.h"
 
 typedef struct ml_rtp_stream ml_rtp_stream;
@@ -48,6 +51,15 @@ struct ml_rtp_stream {
   unsigned dtmf_gap_ticks; /* silence left before the next digit ('w': 0.5 s) */
   uint64_t tx_packets, rx_packets, rx_bad, late_ticks, dtmf_sent;
   uint64_t max_send_lag_ns; /* how late a packet went out, worst case */
+  /* in a room (ml_rtp_stream_room_member): received audio goes through the
+   * jitter buffer and up to 16 kHz; the mix comes down to 8 kHz and waits in
+   * out8 for the next packet. Allocated at the first join. */
+  ml_room_member member;
+  ml_jitter *jb;
+  ml_resampler *up, *down;
+  int16_t in8[640], out8[960];
+  unsigned in_n, out_n;
+  uint64_t room_overruns, room_underruns;
   uint8_t sbuf[12 + 480];
   uint8_t rbuf[1500];
   /* owner */
@@ -65,6 +77,13 @@ void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double second
 /* Queue digits (0-9 * # A-D; 'w' waits 0.5 s) as RFC 4733 events, 100 ms
  * each with 60 ms between; needs a telephone-event pt. -1 if not possible. */
 int ml_rtp_stream_send_dtmf(ml_rtp_stream *s, const char *digits);
+/* The stream as a room member (listening), made ready at the first call;
+ * NULL when out of memory. Join it with ml_room_join. */
+ml_room_member *ml_rtp_stream_room_member(ml_rtp_stream *s);
+/* The stream as a listening room member, made ready (jitter buffer,
+ * resamplers) at the first call; NULL when out of memory. Join it with
+ * ml_room_join; closing the stream leaves the room. */
+ml_room_member *ml_rtp_stream_room_member(ml_rtp_stream *s);
 void ml_rtp_stream_close(ml_rtp_stream *s); /* on_closed runs when the socket is closed */
 
 #endif

@@ -149,7 +149,40 @@ function Call:wait_refer(seconds)
   return nil, done and "ended" or "timeout"
 end
 
---- listen{ host = "127.0.0.1", port = 5060, handler = fn(call), user_agent = } -> listener | nil, err
+--- context(call) -> ctx: what a handler gets as its second argument.
+-- ctx.caller is the call; ctx.from, ctx.to, ctx.call_id come from the
+-- INVITE; ctx.room is a room made on first use in the handler's scope, which
+-- the caller joins once answered (ctx:accept() answers and joins);
+-- ctx:reject(code) refuses the call.
+local Context = {}
+function Context:__index(key)
+  if key ~= "room" then return Context[key] end
+  local r = require("moonline.room").create("call " .. (self.call_id or ""))
+  rawset(self, "room", r)
+  if self.caller:state() == "confirmed" or self.caller:state() == "answered" then
+    assert(r:add(self.caller))
+  end
+  return r
+end
+
+function Context:accept()
+  local ok, err = self.caller:answer()
+  if not ok then return nil, err end
+  local r = rawget(self, "room")
+  if r then return r:add(self.caller) end
+  return true
+end
+
+function Context:reject(code)
+  return self.caller:reject(code)
+end
+
+function _M.context(call)
+  local info = call:info()
+  return setmetatable({ caller = call, from = info.from, to = info.to, call_id = info.call_id }, Context)
+end
+
+--- listen{ host = "127.0.0.1", port = 5060, handler = fn(call, ctx), user_agent = } -> listener | nil, err
 -- The listener is a resource of the current scope; its accept loop and the
 -- call handlers are tasks of that scope too.
 -- transport = "udp" (default) | "tcp" | "both" (UDP and TCP on one port);
@@ -171,7 +204,7 @@ function _M.listen(opts)
         task.spawn_supervised("sip call", function()
           local call = raw:accept()
           took:send(call and true or false)
-          if call then handler(call) end
+          if call then handler(call, _M.context(call)) end
         end)
         if not took:recv() then break end
       end

@@ -367,9 +367,11 @@ function Channel:close()
   self.sendq:wake_all()
 end
 
-function Channel:__len()
+--- ch:len() -> values buffered (LuaJIT ignores __len on tables: #ch is not it)
+function Channel:len()
   return self.tail - self.head + 1
 end
+Channel.__len = Channel.len
 
 ---------------------------------------------------------------------------
 -- Conditions and locks (wait queues underneath)

@@ -41,9 +41,8 @@ function _M.info(path)
   return { rate = rate, channels = channels, samples = samples, duration = samples / rate }
 end
 
---- samples(path) -> the first channel's samples as numbers in [-1, 1)
-function _M.samples(path)
-  local raw = _M.sox({ path, "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-" })
+--- from_s16le(raw) -> samples as numbers in [-1, 1) (16-bit little-endian PCM)
+function _M.from_s16le(raw)
   local s, byte = {}, string.byte
   for i = 1, #raw - 1, 2 do
     local lo, hi = byte(raw, i, i + 1)
@@ -52,6 +51,47 @@ function _M.samples(path)
     s[#s + 1] = v / 32768
   end
   return s
+end
+
+--- to_s16le(samples) -> 16-bit little-endian PCM (samples in [-1, 1], clipped)
+function _M.to_s16le(s)
+  local out, char, floor = {}, string.char, math.floor
+  for i = 1, #s do
+    local v = floor(s[i] * 32767 + 0.5)
+    if v > 32767 then v = 32767 elseif v < -32768 then v = -32768 end
+    if v < 0 then v = v + 65536 end
+    out[i] = char(v % 256, floor(v / 256))
+  end
+  return table.concat(out)
+end
+
+--- sine(hz, seconds, rate, level) -> samples of a sine
+function _M.sine(hz, seconds, rate, level)
+  local s = {}
+  for i = 1, math.floor(seconds * rate) do
+    s[i] = level * math.sin(2 * math.pi * hz * (i - 1) / rate)
+  end
+  return s
+end
+
+--- tone_level(s, rate, hz) -> the amplitude of the hz component of s (a
+-- Goertzel filter over all of s): tells tones in a mix apart, which zero
+-- crossings cannot
+function _M.tone_level(s, rate, hz)
+  local w = 2 * math.pi * hz / rate
+  local coeff = 2 * math.cos(w)
+  local q1, q2 = 0, 0
+  for i = 1, #s do
+    local q0 = coeff * q1 - q2 + s[i]
+    q2, q1 = q1, q0
+  end
+  local power = q1 * q1 + q2 * q2 - coeff * q1 * q2
+  return 2 * math.sqrt(math.max(power, 0)) / #s
+end
+
+--- samples(path) -> the first channel's samples as numbers in [-1, 1)
+function _M.samples(path)
+  return _M.from_s16le(_M.sox({ path, "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-" }))
 end
 
 --- dbfs(amplitude) -> 20·log10(amplitude), full scale = 1

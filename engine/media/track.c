@@ -1,0 +1,96 @@
+/* Tracks (see track.h). */
+#include "track.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void finish(ml_track *t)
+{
+  if (t->done) return;
+  t->done = 1;
+  if (t->on_done) t->on_done(t, t->data);
+}
+
+static int pull_tone(ml_room_member *m, int16_t *frame)
+{
+  ml_track *t = ml_container_of(m, ml_track, member);
+  if (t->done) return 0;
+  double re = t->re, im = t->im;
+  for (unsigned i = 0; i < ML_MIX_FRAME; i++) {
+    frame[i] = (int16_t)(t->amp * im);
+    double nre = re * t->rot_re - im * t->rot_im;
+    im = re * t->rot_im + im * t->rot_re;
+    re = nre;
+  }
+  double mag = sqrt(re * re + im * im);
+  t->re = re / mag;
+  t->im = im / mag;
+  t->frames++;
+  if (t->tone_frames_left && --t->tone_frames_left == 0) finish(t);
+  return 1;
+}
+
+static int pull_clip(ml_room_member *m, int16_t *frame)
+{
+  ml_track *t = ml_container_of(m, ml_track, member);
+  if (t->done || !t->clip_len) return 0;
+  size_t n = 0;
+  while (n < ML_MIX_FRAME) {
+    size_t k = t->clip_len - t->pos;
+    if (k > ML_MIX_FRAME - n) k = ML_MIX_FRAME - n;
+    memcpy(frame + n, t->clip + t->pos, k * sizeof *frame);
+    n += k;
+    t->pos += k;
+    if (t->pos == t->clip_len) {
+      if (!t->loop) break;
+      t->pos = 0;
+    }
+  }
+  if (n < ML_MIX_FRAME) memset(frame + n, 0, (ML_MIX_FRAME - n) * sizeof *frame);
+  t->frames++;
+  if (!t->loop && t->pos == t->clip_len) finish(t);
+  return 1;
+}
+
+static void push_none(ml_room_member *m, const int16_t *frame)
+{
+  (void)m;
+  (void)frame;
+}
+
+static const ml_room_member_ops tone_ops = {pull_tone, push_none};
+static const ml_room_member_ops clip_ops = {pull_clip, push_none};
+
+void ml_track_init_tone(ml_track *t, double hz, double level, double seconds)
+{
+  memset(t, 0, sizeof *t);
+  ml_room_member_init(&t->member, &tone_ops, 0);
+  level = level < 0 ? 0 : level > 1 ? 1 : level;
+  t->amp = 32767.0 * level;
+  double step = 2.0 * M_PI * hz / ML_MIX_RATE;
+  t->rot_re = cos(step);
+  t->rot_im = sin(step);
+  t->re = 1.0;
+  if (seconds > 0) { /* whole 20 ms frames, at least one */
+    t->tone_frames_left = (uint64_t)(seconds * 50.0 + 0.5);
+    if (!t->tone_frames_left) t->tone_frames_left = 1;
+  }
+}
+
+void ml_track_init_clip(ml_track *t, int16_t *samples, size_t n, int loop)
+{
+  memset(t, 0, sizeof *t);
+  ml_room_member_init(&t->member, &clip_ops, 0);
+  t->clip = samples;
+  t->clip_len = n;
+  t->loop = loop;
+}
+
+void ml_track_release(ml_track *t)
+{
+  ml_room_leave(&t->member);
+  free(t->clip);
+  t->clip = NULL;
+  t->clip_len = 0;
+}

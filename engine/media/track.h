@@ -1,0 +1,36 @@
+/* A track: a publish-only room member playing a tone or a clip (hold music,
+ * a prompt, background audio), once or looped, at the room's rate (16 kHz).
+ * The clip's samples belong to the track (one allocation when it is made);
+ * playing allocates nothing. */
+#ifndef ML_TRACK_H
+#define ML_TRACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "room.h"
+
+typedef struct ml_track {
+  ml_room_member member; /* publish-only */
+  /* tone: a rotating phasor, renormalised once a frame */
+  double amp, re, im, rot_re, rot_im;
+  uint64_t tone_frames_left; /* 0 with a tone: until stopped */
+  /* clip */
+  int16_t *clip;
+  size_t clip_len, pos;
+  int loop;
+  int done; /* played to the end (a clip once, a timed tone) */
+  uint64_t frames; /* published */
+  void (*on_done)(struct ml_track *t, void *data);
+  void *data;
+} ml_track;
+
+/* A sine at hz, level 0..1 of full scale, for seconds (0: until stopped). */
+void ml_track_init_tone(ml_track *t, double hz, double level, double seconds);
+/* Play samples (16 kHz mono; the track takes ownership, freed by
+ * ml_track_release), once or looped. */
+void ml_track_init_clip(ml_track *t, int16_t *samples, size_t n, int loop);
+/* Leave the room and free the clip. */
+void ml_track_release(ml_track *t);
+
+#endif

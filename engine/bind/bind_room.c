@@ -9,7 +9,7 @@
  *   room:endpoint(speak_ms, hear_ms) -> endpoint
  *   room:name()  room:count()  room:stats()  room:close()
  *   track:wait() (woken when done)  track:done()  track:close()
- *   endpoint:write(s16le) -> samples taken   endpoint:read(max) -> s16le
+ *   endpoint:write(s16le) -> samples taken   endpoint:read(max) -> s16le | nil, "closed"
  *   endpoint:wait() (woken every tick)  endpoint:clear()  endpoint:stats()
  *
  * A member is a SIP call (its RTP stream), a track or an endpoint. Audio is
@@ -357,9 +357,17 @@ static int l_endpoint_write(lua_State *L)
   return 1;
 }
 
+/* read([max]) -> s16le | nil, "closed" (not an error: a reader woken by the
+ * last tick may find the endpoint closed by then) */
 static int l_endpoint_read(lua_State *L)
 {
-  endpoint_res *er = check_endpoint(L);
+  endpoint_res *er = (endpoint_res *)ml_box_get(L, 1, ENDPOINT_MT);
+  luaL_argcheck(L, luaL_testudata(L, 1, ENDPOINT_MT) != NULL, 1, "an endpoint");
+  if (!er) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
   lua_Integer max = luaL_optinteger(L, 2, ML_MIX_FRAME);
   luaL_argcheck(L, max >= 0, 2, "a sample count");
   size_t n = er->ep.hear.len < (size_t)max ? er->ep.hear.len : (size_t)max;

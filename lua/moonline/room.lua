@@ -151,6 +151,7 @@ function Endpoint:listen(samples)
   local parts, got = {}, 0
   while got < samples do
     local chunk = self:read(samples - got)
+    if not chunk then return nil, "closed", table.concat(parts) end
     if #chunk > 0 then
       parts[#parts + 1] = chunk
       got = got + #chunk / 2

@@ -236,4 +236,74 @@ describe("SIP interop with baresip as the caller", function()
     print(("\n    engine received %d packets (%.2f s) for %.2f s of speech (%.2f s unpadded)")
       :format(seen.rtp.rx_packets, heard, duration, raw))
   end))
+  it("in a room: the caller hears a WAV prompt, the agent's endpoint hears the caller", rt.run(function()
+    if pending_unless({ "baresip", BARESIP }, { "sox", SOX }, { "espeak-ng", ESPEAK }) then return end
+    local dir = tmpdir()
+    local spoken, source, prompt = dir .. "/spoken.wav", dir .. "/speech.wav", dir .. "/prompt.wav"
+    local code, _, err = process.run(ESPEAK, { "-w", spoken, "I would like to speak to a person please" },
+      { timeout = 30 })
+    assert.equal(0, code, err)
+    local raw = audio.info(spoken).duration
+    -- see above (aufile's 1 s timer); 2 s more after the speech for the prompt
+    local duration = math.ceil(raw + 0.5) - 0.5 + 2
+    audio.sox({ spoken, "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", source,
+                "pad", "0", ("%.4f"):format(duration - raw) })
+    -- the prompt: 1 s of 1000 Hz at 16 kHz stereo, a format the room converts
+    local HZ, LEVEL, PROMPT = 1000, 0.3, 1.0
+    audio.sox({ "-n", "-r", "16000", "-c", "2", "-b", "16", "-e", "signed-integer", prompt,
+                "synth", tostring(PROMPT), "sine", tostring(HZ), "vol", tostring(LEVEL) })
+    local heard, listening = {}, true
+    local listener, seen, target = engine(function(call, seen)
+      local ctx = sip.context(call)
+      assert(ctx:accept())
+      seen.confirmed = call:wait("confirmed")
+      local r = ctx.room
+      local ep = r:endpoint()
+      task.spawn(function() -- the agent's ear: what it hears while the caller speaks
+        while listening and ep:wait() do heard[#heard + 1] = ep:read(16000) end
+      end)
+      task.sleep(raw + 0.5)
+      listening = false -- the agent hears the prompt too (N−1): not counted as the caller's voice
+      local track = assert(r:play(prompt))
+      assert(track:wait(3))
+      call:wait("ended") -- the caller hangs up at the end of its speech
+      ep:close()
+    end)
+    local out
+    code, out, err = baresip(dir, source, target, duration + 3)
+    listener:close()
+    local log = "\n--- baresip stdout:\n" .. out .. "\n--- stderr:\n" .. err
+    assert.equal(0, code, log)
+    handled(seen, log)
+    assert.same({ "ended", "remote hangup", 0 }, seen.state)
+
+    -- the caller heard the prompt, through the room (16 kHz) and G.711
+    local wav = recording(dir, "-dec.wav")
+    local s = audio.samples(wav)
+    local first, last = audio.find_above(s, LEVEL / 3)
+    assert(first, "no prompt in the recording" .. log)
+    local rate = audio.info(wav).rate
+    near(PROMPT, 0.08, (last - first + 1) / rate, "prompt duration (s)")
+    local edge = math.floor(rate / 50)
+    local m = audio.measure(s, first + edge, last - edge, rate)
+    near(HZ, 3, m.freq, "prompt frequency (Hz)")
+    near(audio.dbfs(LEVEL / math.sqrt(2)), 2, m.rms_db, "prompt RMS (dBFS)")
+
+    -- the agent heard the caller: speech for about as long as it was spoken
+    local function voiced_seconds(samples, r)
+      local n, frame = 0, math.floor(r / 50)
+      for i = 1, #samples - frame + 1, frame do
+        if audio.dbfs(audio.rms(samples, i, i + frame - 1)) > -40 then n = n + 1 end
+      end
+      return n * 0.02
+    end
+    local ear = audio.from_s16le(table.concat(heard))
+    local said = voiced_seconds(audio.samples(source), 8000)
+    local got = voiced_seconds(ear, 16000)
+    assert.is_true(said > 1, "espeak said " .. said .. " s")
+    near(said, 0.3, got, "voiced seconds the agent heard")
+    print(("\n    in a room: the caller heard the prompt %.3f s at %.1f Hz, %.2f dBFS; " ..
+      "the agent heard %.2f s of voice of %.2f s spoken"):format((last - first + 1) / rate, m.freq, m.rms_db,
+      got, said))
+  end))
 end)

@@ -7,6 +7,8 @@ local task = require "moonline.task"
 local sip = require "moonline.sip"
 local process = require "support.process"
 local files = require "support.files"
+local audio = require "support.audio"
+local pcap = require "support.pcap"
 local uv = require "luv"
 
 local SIPP = "/usr/bin/sipp"
@@ -230,11 +232,50 @@ describe("SIP interop with sipp", function()
       end
     end)
     local code, _, err = sipp("spec/sipp/uac_call.xml", port, sipp_port, media_port)
-    listener:close() -- stop accepting; the call in progress finishes
     spammer:wait()
-    local stats = listener:stats()
+    local stats = listener:stats() -- before the close: a closed listener has no stats
     listener:close()
     assert.equal(0, code, err)
     assert.is_true(stats.rx_errors >= 150, "rx_errors " .. stats.rx_errors)
+  end))
+
+  it("takes 30 ms G.711 from sipp through the jitter buffer into a room, answers at 30 ms", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local HZ, LEVEL = 700, 0.3
+    local capture = os.tmpname()
+    local packets = pcap.write_rtp(capture, { samples = audio.sine(HZ, 2.4, 8000, LEVEL), ptime = 30 })
+    local xml = files.slurp("spec/sipp/uac_call_ptime30.xml"):gsub("PCAP_FILE", capture)
+    local scenario = files.tmpfile(xml)
+    local seen = {}
+    local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call, ctx)
+      assert(ctx:accept())
+      local ep = ctx.room:endpoint()
+      call:wait("confirmed")
+      assert(ep:listen(8000)) -- 0.5 s: the stream starts, the jitter buffer fills
+      local ok, pcm = task.with_timeout(3, function() return ep:listen(16000) end)
+      assert(ok and pcm, "nothing heard")
+      seen.heard = audio.from_s16le(pcm)
+      call:wait("ended")
+      seen.rtp = call:rtp_stats()
+    end }))
+    local code, _, err = sipp(scenario, port, sipp_port, media_port)
+    listener:close()
+    os.remove(capture)
+    os.remove(scenario)
+    assert.equal(0, code, err)
+    eventually(function() return seen.rtp end, 10, "the handler to finish")
+    local level = audio.tone_level(seen.heard, 16000, HZ)
+    local m = audio.measure(seen.heard, 1, #seen.heard, 16000)
+    assert.is_true(math.abs(level - LEVEL) < 0.03, "700 Hz at " .. level)
+    assert.is_true(math.abs(m.freq - HZ) < 2, "zero crossings say " .. m.freq .. " Hz")
+    assert.is_true(m.min_window_rms_db > audio.dbfs(LEVEL / math.sqrt(2)) - 1.5,
+      "a dropout in what the room heard: " .. m.min_window_rms_db)
+    assert.is_true(seen.rtp.rx_packets >= packets - 2, ("received %d of %d"):format(seen.rtp.rx_packets, packets))
+    -- 30 ms packets out: about 2.5 s / 30 ms of them, not 2.5 s / 20 ms
+    assert.is_true(seen.rtp.tx_packets >= 70 and seen.rtp.tx_packets <= 100, "sent " .. seen.rtp.tx_packets)
+    print(("\n    30 ms ptime: the room heard %.1f Hz (zero crossings), %.3f at 700 Hz (sent %.3f), " ..
+      "quietest 20 ms %.2f dBFS; %d/%d packets in, %d out")
+      :format(m.freq, level, LEVEL, m.min_window_rms_db, seen.rtp.rx_packets, packets, seen.rtp.tx_packets))
   end))
 end)

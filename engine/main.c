@@ -332,6 +332,9 @@ static int cmd_run(const char *cmd, const char *builtin, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+  /* scripts are long-running services: a line printed is a line seen, even
+   * through a pipe or a log collector */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
     fputs(USAGE, stderr);
     return 2;

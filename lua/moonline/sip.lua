@@ -237,7 +237,8 @@ end
 --       from = "sip:agent@host",
 --       headers = { ["X-Case"] = "42" }, ringing_timeout = 30, listener = (send from
 --       a listener's socket; default: a socket of the call's own), local_host,
---       wait_until_answered = true, dtmf = "123#" (sent once answered).
+--       wait_until_answered = true, dtmf = "123#" (sent once answered),
+--       room = (a moonline.room the leg joins once answered).
 -- While ringing, a timeout or a cancellation of the calling task sends CANCEL.
 function _M.dial(uri, opts)
   opts = opts or {}
@@ -278,6 +279,13 @@ function _M.dial(uri, opts)
     return call:wait("confirmed")
   end)
   if answered and why then
+    if opts.room then -- the answered leg joins the room (warm transfer: a consult room)
+      local ok, rerr = opts.room:add(call)
+      if not ok then
+        call:close()
+        return nil, rerr
+      end
+    end
     if opts.dtmf then -- RFC 4733 digits once answered ('w': half a second pause)
       local ok, derr = call:send_dtmf(opts.dtmf)
       if not ok then

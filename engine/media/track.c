@@ -34,7 +34,11 @@ static int pull_tone(ml_room_member *m, int16_t *frame)
 static int pull_clip(ml_room_member *m, int16_t *frame)
 {
   ml_track *t = ml_container_of(m, ml_track, member);
-  if (t->done || !t->clip_len) return 0;
+  if (t->done) return 0;
+  if (!t->clip_len) { /* an empty file: played once it is over at once, looped it is silence */
+    if (!t->loop) finish(t);
+    return 0;
+  }
   size_t n = 0;
   while (n < ML_MIX_FRAME) {
     size_t k = t->clip_len - t->pos;

@@ -3,20 +3,22 @@
  * task accepts it; the call then belongs to that task's scope, so the end of
  * the scope — normal, error or cancellation — hangs up and closes its RTP.
  *
- *   core.sip_listen(host, port, ua, transport, tcp_idle, tcp_max) -> listener
+ *   core.sip_listen(host, port, ua, transport, tcp_idle, tcp_max, auth) -> listener
+ *     auth: nil | { realm =, users = table | function(username) -> password, algorithms =, nonce_ttl = }
  *   listener:accept() -> true, call | false, "closed"     listener:port()
  *   listener:set_draining(bool)    listener:stats()        listener:close()
- *   call:info()  call:answer()  call:reject(code)  call:hangup()  call:state()
- *   call:wait("confirmed"|"ended")  call:tone(hz, level, seconds)
- *   call:read_dtmf()  call:rtp_stats()  call:close()
- *   call:reinvite(hold)  call:reinvite_status()  call:holding()   (our hold/resume)
- *   call:refer_request()  call:refer_reply(what, code)             (a REFER from the peer) */
+ *   call:info()  call:header(name)  call:headers(name)  call:answer()  call:reject(code)  call:hangup()
+ * call:state() call:wait("confirmed"|"ended")  call:tone(hz, level, seconds) call:read_dtmf()
+ * call:rtp_stats()  call:close() call:reinvite(hold)  call:reinvite_status()  call:holding()   (our
+ * hold/resume) call:refer_request()  call:refer_reply(what, code)             (a REFER from the peer) */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ml_bind.h"
 #include "rtp_stream.h"
 #include "sdp.h"
+#include "sip_auth.h"
 #include "sip_call.h"
 #include "sip_register.h"
 
@@ -38,6 +40,11 @@ typedef struct sip_listener {
   ml_waitq acceptors;
   ml_list calls; /* sip_callres of accepted calls */
   ml_list regs; /* sip_regres registering this listener's address */
+  /* digest auth of inbound INVITEs (NULL: none); the users table or
+   * function, called on a thread of its own from the stack's receive path */
+  ml_sip_auth *auth;
+  lua_State *auth_L;
+  int auth_thread_ref, users_ref;
 } sip_listener;
 
 typedef struct sip_regres {
@@ -93,6 +100,95 @@ static void on_stack_closed(ml_sip_stack *st)
   ml_res_closed(&l->res);
 }
 
+/* ---- digest auth of inbound INVITEs -------------------------------------------- */
+
+/* users[username] (a table, raw) or users(username) (a function: it must not
+ * wait; an error or a value that is not a string or nil is a 500) */
+static int auth_lookup(const char *user, char *pw, size_t cap, void *data)
+{
+  sip_listener *l = data;
+  lua_State *L = l->auth_L;
+  if (!L) return 1;
+  int top = lua_gettop(L), rc = -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, l->users_ref);
+  lua_pushstring(L, user);
+  if (lua_istable(L, -2)) {
+    lua_rawget(L, -2);
+  } else if (lua_pcall(L, 1, 1, 0) != 0) {
+    ml_log(ML_LOG_WARN, "sip: auth users(%s) failed: %s", user, lua_tostring(L, -1));
+    lua_settop(L, top);
+    return -1;
+  }
+  size_t n;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *p = lua_tolstring(L, -1, &n);
+    if (n < cap && !memchr(p, '\0', n)) {
+      memcpy(pw, p, n + 1);
+      rc = 0;
+    }
+  } else if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+    rc = 1;
+  }
+  if (rc < 0) ml_log(ML_LOG_WARN, "sip: auth users(%s) gave no usable password", user);
+  lua_settop(L, top);
+  return rc;
+}
+
+static void auth_unref(sip_listener *l)
+{
+  if (!l->auth_L) return;
+  luaL_unref(l->res.loop->L, LUA_REGISTRYINDEX, l->users_ref);
+  luaL_unref(l->res.loop->L, LUA_REGISTRYINDEX, l->auth_thread_ref);
+  l->auth_L = NULL;
+}
+
+/* the auth table at idx -> an ml_sip_auth (the users value is left on the
+ * stack top for the caller to keep); raises on a bad table */
+static ml_sip_auth *auth_from_table(lua_State *L, int idx)
+{
+  luaL_checktype(L, idx, LUA_TTABLE);
+  char realm[128];
+  lua_getfield(L, idx, "realm");
+  snprintf(realm, sizeof realm, "%s", luaL_optstring(L, -1, "moonline"));
+  lua_pop(L, 1);
+  unsigned algs = 0;
+  lua_getfield(L, idx, "algorithms");
+  if (!lua_isnil(L, -1)) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    for (int i = 1;; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      const char *a = lua_tostring(L, -1);
+      if (a && !strcasecmp(a, "SHA-256"))
+        algs |= ML_SIP_AUTH_SHA256;
+      else if (a && !strcasecmp(a, "MD5"))
+        algs |= ML_SIP_AUTH_MD5;
+      else
+        luaL_error(L, "sip.listen: auth.algorithms: \"SHA-256\" and/or \"MD5\"");
+      lua_pop(L, 1);
+    }
+    if (!algs) luaL_error(L, "sip.listen: auth.algorithms is empty");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "nonce_ttl");
+  lua_Number ttl = luaL_optnumber(L, -1, 0);
+  lua_pop(L, 1);
+  if (ttl < 0 || ttl > 86400) luaL_error(L, "sip.listen: auth.nonce_ttl is 0 to 86400 seconds");
+  lua_getfield(L, idx, "users");
+  if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+    luaL_error(L, "sip.listen: auth.users is a table or a function(username) -> password");
+  ml_sip_auth *a = malloc(sizeof *a);
+  if (!a) luaL_error(L, "out of memory");
+  if (ml_sip_auth_init(a, realm, algs, (uint64_t)(ttl * 1e9), auth_lookup, NULL) != 0) {
+    free(a);
+    luaL_error(L, "sip.listen: bad auth.realm (no quotes, backslashes or control characters)");
+  }
+  return a;
+}
+
 /* Closing a listener stops accepting (new INVITEs and OPTIONS get 503,
  * queued calls are refused); calls in progress keep their dialog until their
  * handlers let go of them, then the stack closes. */
@@ -114,6 +210,7 @@ static void listener_close(ml_res *r)
     rr->listener = NULL;
     ml_waitq_wake(&rr->waiters, 0x7fffffff);
   }
+  auth_unref(l); /* draining: INVITEs get 503 before any auth */
   if (ml_list_empty(&l->calls)) ml_sip_stack_close(&l->stack, on_stack_closed);
 }
 
@@ -127,6 +224,8 @@ static void listener_call_gone(sip_listener *l)
 static void listener_free(ml_res *r)
 {
   sip_listener *l = (sip_listener *)r;
+  if (l->auth) ml_sip_auth_clear(l->auth);
+  free(l->auth);
   free((char *)l->stack.cfg.user_agent);
   free(l);
 }
@@ -158,8 +257,17 @@ static int l_sip_listen(lua_State *L)
   if (idle < 0 || idle > 1e6 || max_conns < 0 || max_conns > 1000000)
     return luaL_error(L, "sip.listen: tcp_idle_timeout and tcp_max_connections must be positive");
   ml_task *t = ml_bind_task(L, "sip.listen");
+  /* last thing that may raise: the users value stays on the stack top */
+  ml_sip_auth *auth = lua_isnoneornil(L, 7) ? NULL : auth_from_table(L, 7);
   sip_listener *l = calloc(1, sizeof *l);
-  if (!l) return luaL_error(L, "out of memory");
+  if (!l) {
+    free(auth);
+    return luaL_error(L, "out of memory");
+  }
+  if (auth) {
+    auth->lookup_data = l;
+    l->auth = auth;
+  }
   ml_waitq_init(&l->acceptors);
   ml_list_init(&l->calls);
   ml_list_init(&l->regs);
@@ -170,16 +278,24 @@ static int l_sip_listen(lua_State *L)
                           .transports = transports,
                           .tcp_idle_ns = (uint64_t)(idle * 1e9),
                           .tcp_max_conns = (unsigned)max_conns,
+                          .auth = auth,
                           .on_call = on_call,
                           .data = l};
   int rc = ml_sip_stack_open(&l->stack, t->loop, &cfg);
   if (rc) {
+    free(auth);
+    l->auth = NULL;
     ml_sip_stack_close(&l->stack, on_failed_listener_closed);
     lua_pushboolean(L, 0);
     lua_pushfstring(L, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
     return 2;
   }
   l->stack.cfg.user_agent = strdup(ua); /* the Lua string may go */
+  if (auth) {
+    l->users_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the users value */
+    l->auth_L = lua_newthread(L);
+    l->auth_thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushboolean(L, 1);
   ml_bind_open(L, t->loop, &l->res, &listener_type, t->cur, LISTENER_MT);
   return 2;
@@ -226,6 +342,16 @@ static int l_listener_stats(lua_State *L)
   lua_setfield(L, -2, "tcp_accepted");
   lua_pushnumber(L, (lua_Number)l->stack.tcp_refused);
   lua_setfield(L, -2, "tcp_refused");
+  if (l->auth) { /* 401s sent; credentials taken; 403/400/500; stale nonces with the right password */
+    lua_pushnumber(L, (lua_Number)l->auth->challenged);
+    lua_setfield(L, -2, "auth_challenges");
+    lua_pushnumber(L, (lua_Number)l->auth->accepted);
+    lua_setfield(L, -2, "auth_accepted");
+    lua_pushnumber(L, (lua_Number)l->auth->rejected);
+    lua_setfield(L, -2, "auth_rejected");
+    lua_pushnumber(L, (lua_Number)l->auth->stale);
+    lua_setfield(L, -2, "auth_stale");
+  }
   return 1;
 }
 
@@ -440,8 +566,47 @@ static int l_call_info(lua_State *L)
   char peer[80];
   ml_sip_addr_format(&c->peer, peer, sizeof peer, 1);
   push_strfield(L, "peer", peer, strlen(peer));
+  if (c->auth_user[0]) push_strfield(L, "user", c->auth_user, strlen(c->auth_user));
   return 1;
 }
+
+/* call:header(name) -> the first value | nil; call:headers(name) -> { values }
+ * Inbound: the INVITE's headers; outbound: the 2xx answer's (none before).
+ * The name is case-insensitive, a compact form is the same header ("i" is
+ * Call-ID); each header line is one value, unfolded (a comma list is not
+ * split). */
+static int call_headers(lua_State *L, int all)
+{
+  sip_callres *cr = check_call(L);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 2, &nl);
+  ml_str want = ml_str_make(name, nl);
+  ml_sip_hdr_id id = ml_sip_hdr_lookup(want);
+  ml_sip_call *c = cr->call;
+  const char *buf = !c ? NULL : c->outgoing ? c->answer : c->invite;
+  size_t len = !c ? 0 : c->outgoing ? c->answer_len : c->invite_len;
+  if (all) lua_newtable(L);
+  int k = 0;
+  ml_sip_msg *m = buf ? lua_newuserdata(L, sizeof *m) : NULL; /* collected: nothing leaks on a raise */
+  if (m && ml_sip_parse(m, buf, len, ML_SIP_UDP) == 0) {
+    for (unsigned i = 0; i < m->n_headers; i++) {
+      const ml_sip_header *h = &m->headers[i];
+      if (id != ML_SIP_H_OTHER ? h->id != id : h->id != ML_SIP_H_OTHER || !ml_str_ieq(h->name, want))
+        continue;
+      char v[ML_SIP_MAX_LINE];
+      size_t vn = ml_sip_unfold(h->value, v, sizeof v);
+      lua_pushlstring(L, v, vn < sizeof v ? vn : sizeof v);
+      if (!all) return 1;
+      lua_rawseti(L, -3, ++k);
+    }
+  }
+  if (m) lua_pop(L, 1);
+  if (!all) lua_pushnil(L);
+  return 1;
+}
+
+static int l_call_header(lua_State *L) { return call_headers(L, 0); }
+static int l_call_headers(lua_State *L) { return call_headers(L, 1); }
 
 static int fail(lua_State *L, const char *msg)
 {
@@ -1173,6 +1338,8 @@ int ml_open_sip(lua_State *L)
                                               {"close", ml_box_close},
                                               {NULL, NULL}};
   static const luaL_Reg call_methods[] = {{"info", l_call_info},
+                                          {"header", l_call_header},
+                                          {"headers", l_call_headers},
                                           {"answer", l_call_answer},
                                           {"reject", l_call_reject},
                                           {"hangup", l_call_hangup},

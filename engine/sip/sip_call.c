@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "sip_auth.h"
 #include "sip_call.h"
 #include "sipfrag.h"
 
@@ -123,6 +124,7 @@ static void call_free(ml_sip_call *c)
   free(c->local_sdp);
   free(c->refer_in_req);
   free(c->invite);
+  free(c->answer);
   free(c->ok);
   free(c->offer);
   free(c->ack);
@@ -242,6 +244,28 @@ static void respond_new(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_add
   char tag[40] = "";
   if (req->to.tag.n == 0) ml_sip_make_tag(s, tag, sizeof tag);
   respond(s, t, req, code, tag, NULL, NULL, 0);
+}
+
+/* An INVITE without good credentials (sip_auth.h): 401 with our challenges
+ * (stale=true when only the nonce was old), 403, 400 or 500. */
+static void respond_auth(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from,
+                         ml_sip_auth_result r)
+{
+  int code = ml_sip_auth_status(r);
+  if (code != 401) {
+    respond_new(s, req, from, code);
+    return;
+  }
+  ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
+  char tag[40] = "", buf[8192];
+  if (req->to.tag.n == 0) ml_sip_make_tag(s, tag, sizeof tag);
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  if (ml_sip_build_response(req, 401, NULL, ml_str_c(tag), &b) != 0) return;
+  add_common(s, &b, &t->peer);
+  ml_sip_auth_challenge(s->cfg.auth, &b, ml_clock_now(s->loop), r == ML_SIP_AUTH_STALE);
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  if (n) ml_sip_txn_respond(t, 401, buf, n);
 }
 
 /* ---- 2xx retransmission (RFC 3261 §13.3.1.4) ------------------------------------ */
@@ -617,6 +641,7 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
       copy_str(c->route[c->n_route++], sizeof c->route[0], rsp->record_route[i - 1]);
     dialog_next_hop(c);
     set_buf(&c->remote_sdp, &c->remote_sdp_len, rsp->body.p, rsp->body.n);
+    set_buf(&c->answer, &c->answer_len, rsp->buf, rsp->len);
     send_ack(c, rsp->cseq, &c->ack, &c->ack_len);
     if (c->cancel_pending || c->released) { /* answered after we gave up: hang up (D5) */
       c->state = ML_CALL_ENDING;
@@ -900,11 +925,12 @@ static void handle_refer(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req,
 
 /* ---- inbound requests ------------------------------------------------------------ */
 
-static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
+static void new_call(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from, const char *user)
 {
   ml_sip_call *c = calloc(1, sizeof *c);
   if (!c) return;
   c->stack = s;
+  snprintf(c->auth_user, sizeof c->auth_user, "%s", user);
   c->state = ML_CALL_RINGING;
   c->peer = c->hop = *from; /* symmetric: answer where it came from (RFC 3581) */
   copy_str(c->call_id, sizeof c->call_id, req->call_id);
@@ -1056,12 +1082,18 @@ void ml_sip_ua_request(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr
     return;
   }
   switch (req->method) {
-  case ML_SIP_INVITE:
+  case ML_SIP_INVITE: {
+    char user[ML_SIP_AUTH_USER_MAX] = "";
+    ml_sip_auth_result r = ML_SIP_AUTH_OK;
     if (s->draining)
       respond_new(s, req, from, 503);
+    else if (s->cfg.auth &&
+             (r = ml_sip_auth_check(s->cfg.auth, req, ml_clock_now(s->loop), user)) != ML_SIP_AUTH_OK)
+      respond_auth(s, req, from, r);
     else
-      new_call(s, req, from);
+      new_call(s, req, from, user);
     break;
+  }
   case ML_SIP_OPTIONS:
     respond_new(s, req, from, s->draining ? 503 : 200);
     break;

@@ -41,8 +41,11 @@ struct ml_sip_call {
   enum ml_sip_call_state state;
   int released; /* the owner let go */
   int in_event; /* inside on_event: a release there frees after it returns */
-  char *invite; /* a copy of the INVITE we answer */
+  char *invite; /* a copy of the INVITE we answer (inbound) or sent last (outbound) */
   size_t invite_len;
+  char *answer; /* outbound: a copy of the 2xx that answered it */
+  size_t answer_len;
+  char auth_user[128]; /* inbound with digest auth: the authenticated username */
   ml_sip_txn *inv_txn;
   char call_id[128], local_tag[40], remote_tag[64];
   char local_party[256]; /* our To (UAS) with the tag */

@@ -24,6 +24,7 @@
 typedef struct ml_sip_stack ml_sip_stack;
 typedef struct ml_sip_txn ml_sip_txn;
 typedef struct ml_sip_call ml_sip_call;
+typedef struct ml_sip_auth ml_sip_auth;
 
 typedef struct ml_sip_conn ml_sip_conn;
 
@@ -98,6 +99,9 @@ typedef struct ml_sip_stack_cfg {
   unsigned tcp_max_conns; /* 0: ML_SIP_TCP_MAX_CONNS */
   uint64_t tcp_idle_ns; /* 0: ML_SIP_TCP_IDLE_NS */
   const char *user_agent;
+  /* digest auth of new inbound INVITEs (sip_auth.h), owned by the caller;
+   * NULL: none. In-dialog requests, CANCEL and OPTIONS are not challenged. */
+  ml_sip_auth *auth;
   /* an inbound INVITE created this call: the owner decides (answer/reject) */
   void (*on_call)(ml_sip_stack *s, ml_sip_call *c, void *data);
   void *data;

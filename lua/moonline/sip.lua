@@ -151,7 +151,9 @@ end
 
 --- context(call) -> ctx: what a handler gets as its second argument.
 -- ctx.caller is the call; ctx.from, ctx.to, ctx.call_id come from the
--- INVITE; ctx.room is a room made on first use in the handler's scope, which
+-- INVITE; ctx.user is the authenticated username (listen{ auth = }), or nil;
+-- ctx.header(name) / ctx.headers(name) read the INVITE's headers (the same
+-- as call:header / call:headers); ctx.room is a room made on first use in the handler's scope, which
 -- the caller joins once answered (ctx:accept() answers and joins);
 -- ctx:reject(code) refuses the call.
 local Context = {}
@@ -179,7 +181,11 @@ end
 
 function _M.context(call)
   local info = call:info()
-  return setmetatable({ caller = call, from = info.from, to = info.to, call_id = info.call_id }, Context)
+  return setmetatable({
+    caller = call, from = info.from, to = info.to, call_id = info.call_id, user = info.user,
+    header = function(name) return call:header(name) end,
+    headers = function(name) return call:headers(name) end,
+  }, Context)
 end
 
 --- listen{ host = "127.0.0.1", port = 5060, handler = fn(call, ctx), user_agent = } -> listener | nil, err
@@ -187,10 +193,15 @@ end
 -- call handlers are tasks of that scope too.
 -- transport = "udp" (default) | "tcp" | "both" (UDP and TCP on one port);
 -- over TCP: tcp_idle_timeout = 300 (s), tcp_max_connections = 1024.
+-- auth = { realm = "moonline", users = { alice = "secret" } | function(username) -> password | nil,
+--          algorithms = { "SHA-256", "MD5" }, nonce_ttl = 300 }: digest auth of
+-- new INVITEs (401 challenges, 403 for a wrong password); the handler runs
+-- only for authenticated calls, call:info().user / ctx.user say who. A users
+-- function is called as the INVITE arrives: it must answer at once (no waiting).
 function _M.listen(opts)
   opts = opts or {}
   local raw, err = await(core.sip_listen(opts.host, opts.port, opts.user_agent, opts.transport,
-    opts.tcp_idle_timeout, opts.tcp_max_connections))
+    opts.tcp_idle_timeout, opts.tcp_max_connections, opts.auth))
   if not raw then
     return nil, err
   end

@@ -620,12 +620,7 @@ static void sdp_caps_default(ml_sdp_caps *caps);
 /* our media address: the listener's host (or loopback) and the RTP port */
 static const char *local_media(sip_callres *cr, int *port)
 {
-  struct sockaddr_storage local;
-  int len = sizeof local;
-  *port = 0;
-  if (uv_udp_getsockname(&cr->rtp.udp, (struct sockaddr *)&local, &len) == 0)
-    *port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
-                                        : ntohs(((struct sockaddr_in *)&local)->sin_port);
+  *port = cr->rtp.local_port;
   return cr->listener ? cr->listener->host : "127.0.0.1";
 }
 
@@ -639,6 +634,18 @@ static void desc_origin(sip_callres *cr, ml_sdp_desc *d, uint64_t version)
   d->addrtype = strchr(host, ':') ? ML_SDP_IP6 : ML_SDP_IP4;
   d->addr = ml_str_c(host);
   d->port = (uint16_t)port;
+}
+
+/* the peer's media address in a new SDP: a changed one is learned again
+ * from its packets (symmetric RTP); the same one (a refresh, hold and
+ * resume) changes nothing */
+static void set_rtp_remote(sip_callres *cr, const ml_sdp_answer_params *ap)
+{
+  char addr[64];
+  snprintf(addr, sizeof addr, "%.*s", (int)ap->remote.addr.n, ap->remote.addr.p);
+  ml_sip_addr remote;
+  if (ml_sip_addr_resolve(addr, ap->remote_port, &remote) == 0)
+    ml_rtp_stream_set_remote(&cr->rtp, (const struct sockaddr *)&remote.ss, remote.len);
 }
 
 /* we may send when the peer takes our audio and we do not hold it */
@@ -676,13 +683,7 @@ static int on_reoffer(ml_sip_call *c, char *out, size_t cap, void *data)
     if (n >= 0) {
       cr->held = ap.held;
       update_send(cr, ap.send); /* on hold: stop sending */
-      char addr[64];
-      snprintf(addr, sizeof addr, "%.*s", (int)ap.remote.addr.n, ap.remote.addr.p);
-      ml_sip_addr remote;
-      if (ap.send && !cr->rtp.learned && ml_sip_addr_resolve(addr, ap.remote_port, &remote) == 0) {
-        cr->rtp.cfg.remote = remote.ss;
-        cr->rtp.cfg.remote_len = remote.len;
-      }
+      if (ap.send) set_rtp_remote(cr, &ap);
     }
   }
   free(offer);
@@ -703,8 +704,10 @@ static void apply_reinvite_answer(sip_callres *cr, ml_sip_call *c)
   ml_sdp_answer_params ap;
   /* read as an offer, the answer's direction says what the peer receives */
   if (ans && c->remote_sdp && ml_sdp_parse(ans, c->remote_sdp, c->remote_sdp_len) == 0 &&
-      ml_sdp_negotiate(ans, &caps, &ap) == ML_SDP_NEG_OK)
+      ml_sdp_negotiate(ans, &caps, &ap) == ML_SDP_NEG_OK) {
     peer_takes = ap.send;
+    if (ap.send) set_rtp_remote(cr, &ap);
+  }
   free(ans);
   update_send(cr, peer_takes);
 }
@@ -1006,7 +1009,7 @@ static int l_call_held(lua_State *L)
 static int l_call_rtp_stats(lua_State *L)
 {
   sip_callres *cr = check_call(L);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   if (!cr->rtp_open) return 1;
   ml_rtp_rx_stats st;
   ml_rtp_receiver_stats(&cr->rtp.rx, &st);
@@ -1022,6 +1025,12 @@ static int l_call_rtp_stats(lua_State *L)
   lua_setfield(L, -2, "dtmf_digits");
   lua_pushnumber(L, (lua_Number)cr->rtp.dtmf_sent);
   lua_setfield(L, -2, "dtmf_sent");
+  lua_createtable(L, ML_RTP_LAG_BUCKETS, 0); /* packets by send lag: < 0.5, 1, 2, 3, 5, 10, 20 ms, more */
+  for (int i = 0; i < ML_RTP_LAG_BUCKETS; i++) {
+    lua_pushnumber(L, (lua_Number)cr->rtp.lag_hist[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "lag_hist");
   return 1;
 }
 

@@ -1,40 +1,75 @@
 /* RTP stream of a call (see rtp_stream.h). */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "g711.h"
 #include "rtp_stream.h"
 
 #define NS_PER_MS 1000000ull
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+const uint32_t ml_rtp_lag_edges_us[ML_RTP_LAG_BUCKETS - 1] = {500, 1000, 2000, 3000, 5000, 10000, 20000};
+
+static socklen_t addr_len(const struct sockaddr *sa)
 {
-  (void)suggested;
-  ml_rtp_stream *s = h->data;
-  *buf = uv_buf_init((char *)s->rbuf, sizeof s->rbuf);
+  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *addr, unsigned flags)
+static int same_addr(const struct sockaddr *a, const struct sockaddr *b)
 {
-  ml_rtp_stream *s = h->data;
-  (void)flags;
-  if (n <= 0 || !addr) return;
+  if (a->sa_family != b->sa_family) return 0;
+  if (a->sa_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr);
+  }
+  return 0;
+}
+
+/* Send to cfg.remote, and receive only from it: the kernel keeps the route
+ * on the socket and drops datagrams from other sources. */
+static void lock_remote(ml_rtp_stream *s)
+{
+  s->connected = connect(s->fd, (const struct sockaddr *)&s->cfg.remote, s->cfg.remote_len) == 0;
+}
+
+/* Listen to any source again. The socket keeps its port only because it was
+ * bound to an explicit one (see bind_port). */
+static void unlock_remote(ml_rtp_stream *s)
+{
+  if (!s->connected) return;
+  struct sockaddr_storage none;
+  memset(&none, 0, sizeof none);
+  none.ss_family = AF_UNSPEC;
+  connect(s->fd, (const struct sockaddr *)&none, sizeof none);
+  s->connected = 0;
+}
+
+static void on_packet(ml_rtp_stream *s, size_t n, const struct sockaddr *from)
+{
   ml_rtp_packet p;
-  int r = ml_rtp_parse((const uint8_t *)buf->base, (size_t)n, &p);
+  int r = ml_rtp_parse(s->rbuf, n, &p);
   if (r == ML_RTP_RTCP) return;
   if (r != ML_RTP_OK) {
     s->rx_bad++;
     return;
   }
   s->rx_packets++;
+  uint64_t now = ml_clock_now(s->loop);
+  s->last_rx_ns = now;
   if (!s->learned) {
     /* symmetric RTP: answer where the peer's packets come from (NAT) */
     s->learned = 1;
-    s->cfg.remote_len =
-        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    memcpy(&s->cfg.remote, addr, s->cfg.remote_len);
+    s->cfg.remote_len = addr_len(from);
+    memcpy(&s->cfg.remote, from, s->cfg.remote_len);
+    lock_remote(s);
   }
-  uint64_t now = ml_clock_now(s->loop);
   int rx = ml_rtp_receiver_update(&s->rx, &p, now);
   if (s->member.room && p.pt == s->cfg.pt && rx != ML_RTP_RX_BAD) {
     if (rx == ML_RTP_RX_NEW_SSRC || rx == ML_RTP_RX_RESYNC) ml_jitter_reset(s->jb);
@@ -47,33 +82,137 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct so
   }
 }
 
+/* One datagram per readiness: epoll is level-triggered, so if more are
+ * queued the next loop turn comes back here, and the common case (one packet
+ * per socket per ptime) costs one recvfrom, not a second one for EAGAIN. */
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+  ml_rtp_stream *s = h->data;
+  (void)events;
+  if (status < 0) {
+    /* POLLERR: a pending socket error, an ICMP port unreachable for a
+     * connected socket. libuv has stopped the handle: clear it, go on. */
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (s->open) uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    return;
+  }
+  struct sockaddr_storage from;
+  socklen_t from_len = sizeof from;
+  ssize_t n = recvfrom(s->fd, s->rbuf, sizeof s->rbuf, 0, (struct sockaddr *)&from, &from_len);
+  if (n <= 0) return; /* EAGAIN, or an ICMP error of a connected socket (now cleared) */
+  on_packet(s, (size_t)n, (const struct sockaddr *)&from);
+}
+
+static int new_socket(int family)
+{
+#ifdef SOCK_NONBLOCK
+  return socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+  int fd = socket(family, SOCK_DGRAM, 0);
+  if (fd >= 0 && (fcntl(fd, F_SETFL, O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+#endif
+}
+
+/* A socket bound to an ephemeral port of the kernel's choice, but bound
+ * explicitly: a socket bound to port 0 loses its port when it is
+ * disconnected (Linux unhashes it), so the port is taken from a first socket
+ * and bound again by number. The port is free for the instant between the
+ * two; if someone takes it, try again. -errno on failure. */
+static int bind_port(struct sockaddr_storage *ss, int *fd_out)
+{
+  socklen_t len = addr_len((struct sockaddr *)ss);
+  for (int attempt = 0; attempt < 8; attempt++) {
+    int probe = new_socket(ss->ss_family);
+    if (probe < 0) return -errno;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof local;
+    if (bind(probe, (struct sockaddr *)ss, len) != 0 ||
+        getsockname(probe, (struct sockaddr *)&local, &llen) != 0) {
+      int e = errno;
+      close(probe);
+      return -e;
+    }
+    close(probe);
+    int fd = new_socket(ss->ss_family);
+    if (fd < 0) return -errno;
+    if (bind(fd, (struct sockaddr *)&local, llen) == 0) {
+      *fd_out = fd;
+      memcpy(ss, &local, llen);
+      return 0;
+    }
+    int e = errno;
+    close(fd);
+    if (e != EADDRINUSE) return -e;
+  }
+  return -EADDRINUSE;
+}
+
 int ml_rtp_stream_open(ml_rtp_stream *s, ml_loop *loop, const char *host, int *port)
 {
   memset(s, 0, sizeof *s);
   s->loop = loop;
+  s->fd = -1;
   s->cfg.te_pt = -1;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   int rc = uv_ip4_addr(host, 0, (struct sockaddr_in *)&ss);
   if (rc) rc = uv_ip6_addr(host, 0, (struct sockaddr_in6 *)&ss);
   if (rc) return rc;
-  if ((rc = uv_udp_init(loop->uv, &s->udp)) != 0) return rc;
-  s->udp.data = s;
+  int fd = -1;
+  if ((rc = bind_port(&ss, &fd)) != 0) return rc; /* -errno is libuv's error code on Unix */
+  if ((rc = uv_poll_init_socket(loop->uv, &s->poll, fd)) != 0) {
+    close(fd);
+    return rc;
+  }
+  s->fd = fd;
+  s->poll.data = s;
   s->open = 1;
-  if ((rc = uv_udp_bind(&s->udp, (const struct sockaddr *)&ss, 0)) != 0 ||
-      (rc = uv_udp_recv_start(&s->udp, on_alloc, on_recv)) != 0) {
+  if ((rc = uv_poll_start(&s->poll, UV_READABLE, on_readable)) != 0) {
     ml_rtp_stream_close(s);
     return rc;
   }
-  struct sockaddr_storage local;
-  int len = sizeof local;
-  uv_udp_getsockname(&s->udp, (struct sockaddr *)&local, &len);
-  *port = local.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&local)->sin6_port)
-                                      : ntohs(((struct sockaddr_in *)&local)->sin_port);
+  *port = s->local_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                                   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
   ml_rtp_sender_init(&s->tx);
   ml_rtp_receiver_init(&s->rx, 8000);
   ml_dtmf_receiver_init(&s->dtmf);
   return 0;
+}
+
+void ml_rtp_stream_set_remote(ml_rtp_stream *s, const struct sockaddr *addr, socklen_t len)
+{
+  int first = !s->signalled_len;
+  if (len > sizeof s->signalled || (!first && same_addr((const struct sockaddr *)&s->signalled, addr)))
+    return;
+  memcpy(&s->signalled, addr, len);
+  s->signalled_len = len;
+  if (first && s->learned) return; /* its packets came first (early media): they say where it is */
+  memcpy(&s->cfg.remote, addr, len);
+  s->cfg.remote_len = len;
+  s->learned = 0; /* learn it again from the next packet */
+  unlock_remote(s);
+}
+
+/* One packet out: without an address once connected. A pending ICMP error
+ * fails one send (and is cleared by it): try once more. */
+static void xmit(ml_rtp_stream *s, size_t len)
+{
+  for (int i = 0; i < 2; i++) {
+    ssize_t n = s->connected ? send(s->fd, s->sbuf, len, 0)
+                             : sendto(s->fd, s->sbuf, len, 0, (const struct sockaddr *)&s->cfg.remote,
+                                      s->cfg.remote_len);
+    if (n > 0) {
+      s->tx_packets++;
+      return;
+    }
+    if (n < 0 && errno != ECONNREFUSED) return; /* EAGAIN: the packet is dropped, as on a wire */
+  }
 }
 
 /* ---- in a room ----------------------------------------------------------- */
@@ -220,8 +359,7 @@ static void send_frame(ml_rtp_stream *s, uint64_t now)
     ml_alaw_encode(s->sbuf + h, pcm, samples);
   else
     ml_ulaw_encode(s->sbuf + h, pcm, samples);
-  uv_buf_t b = uv_buf_init((char *)s->sbuf, (unsigned)(h + samples));
-  if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->cfg.remote) > 0) s->tx_packets++;
+  xmit(s, h + samples);
 }
 
 #define DTMF_MS 100
@@ -260,8 +398,7 @@ static int send_dtmf_tick(ml_rtp_stream *s)
       ml_rtp_sender_write_at(&s->tx, s->sbuf, sizeof s->sbuf, (uint8_t)s->cfg.te_pt, pkt.marker, pkt.ts);
   if (h) {
     memcpy(s->sbuf + h, pkt.payload, ML_DTMF_PAYLOAD_SIZE);
-    uv_buf_t b = uv_buf_init((char *)s->sbuf, (unsigned)(h + ML_DTMF_PAYLOAD_SIZE));
-    if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->cfg.remote) > 0) s->tx_packets++;
+    xmit(s, h + ML_DTMF_PAYLOAD_SIZE);
   }
   ml_rtp_sender_advance(&s->tx, samples); /* the media clock keeps running */
   return 1;
@@ -284,8 +421,18 @@ static void on_tick(ml_timer *tm)
 {
   ml_rtp_stream *s = ml_container_of(tm, ml_rtp_stream, tick);
   uint64_t now = ml_clock_now(s->loop), period = s->cfg.ptime_ms * NS_PER_MS;
-  if (now > s->next_ns && now - s->next_ns > s->max_send_lag_ns) s->max_send_lag_ns = now - s->next_ns;
-  if (s->cfg.send && !send_dtmf_tick(s)) send_frame(s, now);
+  uint64_t lag = now > s->next_ns ? now - s->next_ns : 0;
+  if (lag > s->max_send_lag_ns) s->max_send_lag_ns = lag;
+  if (s->cfg.send) {
+    unsigned b = 0;
+    while (b < ML_RTP_LAG_BUCKETS - 1 && lag >= ml_rtp_lag_edges_us[b] * 1000ull) b++;
+    s->lag_hist[b]++;
+    if (!send_dtmf_tick(s)) send_frame(s, now);
+  }
+  if (s->connected && now - s->last_rx_ns > ML_RTP_RELEARN_MS * NS_PER_MS) {
+    s->learned = 0; /* the peer went quiet: whoever sends next is the peer */
+    unlock_remote(s);
+  }
   s->next_ns += period;
   if (s->next_ns + period < now) { /* the loop stalled: skip, do not burst */
     s->late_ticks++;
@@ -296,8 +443,15 @@ static void on_tick(ml_timer *tm)
 
 void ml_rtp_stream_start(ml_rtp_stream *s, const ml_rtp_stream_cfg *cfg)
 {
+  struct sockaddr_storage remote = s->cfg.remote;
+  socklen_t remote_len = s->cfg.remote_len;
   s->cfg = *cfg;
   if (s->cfg.ptime_ms != 30) s->cfg.ptime_ms = 20;
+  /* the signalled address, unless early packets taught us better */
+  s->cfg.remote = remote;
+  s->cfg.remote_len = remote_len;
+  if (cfg->remote_len) ml_rtp_stream_set_remote(s, (const struct sockaddr *)&cfg->remote, cfg->remote_len);
+  if (ml_timer_armed(&s->tick)) ml_timer_stop(s->loop, &s->tick);
   ml_timer_init(&s->tick, on_tick);
   s->next_ns = ml_clock_now(s->loop);
   ml_timer_start(s->loop, &s->tick, 0);
@@ -316,9 +470,11 @@ void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double second
   s->tone_until_ns = seconds > 0 ? ml_clock_now(s->loop) + (uint64_t)(seconds * 1e9) : 0;
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_poll_closed(uv_handle_t *h)
 {
   ml_rtp_stream *s = h->data;
+  close(s->fd); /* after the handle: libuv no longer watches it */
+  s->fd = -1;
   if (s->on_closed) s->on_closed(s, s->data);
 }
 
@@ -338,5 +494,5 @@ void ml_rtp_stream_close(ml_rtp_stream *s)
     return;
   }
   s->open = 0;
-  uv_close((uv_handle_t *)&s->udp, on_closed);
+  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
 }

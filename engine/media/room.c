@@ -49,8 +49,6 @@ ml_room *ml_room_create(ml_loop *loop, uint32_t max_members)
   r->loop = loop;
   ml_list_init(&r->members);
   ml_timer_init(&r->tick, on_tick);
-  r->next_ns = ml_clock_now(loop) + TICK_NS;
-  ml_timer_start(loop, &r->tick, TICK_NS);
   return r;
 }
 
@@ -82,6 +80,10 @@ int ml_room_join(ml_room *r, ml_room_member *m)
   int id = ml_mixer_join(r->mixer, m->listens);
   if (id < 0) return -1;
   ml_room_leave(m);
+  if (ml_list_empty(&r->members)) { /* an empty room does not tick: start now */
+    r->next_ns = ml_clock_now(r->loop) + TICK_NS;
+    ml_timer_start(r->loop, &r->tick, TICK_NS);
+  }
   m->room = r;
   m->id = id;
   ml_mixer_set_mute(r->mixer, id, m->muted);
@@ -97,6 +99,7 @@ void ml_room_leave(ml_room_member *m)
   ml_list_remove(&m->link);
   ml_list_init(&m->link);
   m->room->stats.members--;
+  if (ml_list_empty(&m->room->members)) ml_timer_stop(m->room->loop, &m->room->tick);
   m->room = NULL;
   m->id = -1;
 }

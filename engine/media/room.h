@@ -56,8 +56,8 @@ struct ml_room {
   int16_t frame[ML_MIX_FRAME]; /* scratch for pulls */
 };
 
-/* A room for up to max_members; its tick starts at once. NULL on bad
- * arguments or out of memory. */
+/* A room for up to max_members. It ticks while it has members (an empty
+ * room costs no wakeups). NULL on bad arguments or out of memory. */
 ml_room *ml_room_create(ml_loop *loop, uint32_t max_members);
 /* Stops the tick; members still inside are kicked and let go (their room
  * becomes NULL). */

@@ -1,7 +1,6 @@
 /* RTP stream of a call (see rtp_stream.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -334,18 +333,7 @@ static void fill_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n, uint64_t now)
       memset(pcm, 0, n * sizeof *pcm);
     return;
   }
-  /* one complex multiply per sample; renormalised once a frame so rounding
-   * cannot grow the amplitude */
-  double amp = 32767.0 * s->tone_level, re = s->osc_re, im = s->osc_im;
-  for (unsigned i = 0; i < n; i++) {
-    pcm[i] = (int16_t)(amp * im);
-    double nre = re * s->rot_re - im * s->rot_im;
-    im = re * s->rot_im + im * s->rot_re;
-    re = nre;
-  }
-  double mag = sqrt(re * re + im * im);
-  s->osc_re = re / mag;
-  s->osc_im = im / mag;
+  ml_tone_fill(&s->tone, pcm, n);
 }
 
 static void send_frame(ml_rtp_stream *s, uint64_t now)
@@ -459,13 +447,7 @@ void ml_rtp_stream_start(ml_rtp_stream *s, const ml_rtp_stream_cfg *cfg)
 
 void ml_rtp_stream_tone(ml_rtp_stream *s, double hz, double level, double seconds)
 {
-  s->tone_hz = hz;
-  s->tone_level = level < 0 ? 0 : level > 1 ? 1 : level;
-  double step = 2.0 * M_PI * hz / 8000.0;
-  s->rot_re = cos(step);
-  s->rot_im = sin(step);
-  s->osc_re = 1.0;
-  s->osc_im = 0.0;
+  ml_tone_init(&s->tone, hz, level, 8000.0);
   s->tone_on = hz > 0 && level > 0;
   s->tone_until_ns = seconds > 0 ? ml_clock_now(s->loop) + (uint64_t)(seconds * 1e9) : 0;
 }

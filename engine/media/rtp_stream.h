@@ -22,6 +22,7 @@
 #include "resample.h"
 #include "room.h"
 #include "rtp.h"
+#include "tone.h"
 
 typedef struct ml_rtp_stream ml_rtp_stream;
 
@@ -61,8 +62,7 @@ struct ml_rtp_stream {
   /* sending */
   ml_timer tick;
   uint64_t next_ns; /* when the next packet is due */
-  double tone_hz, tone_level;
-  double osc_re, osc_im, rot_re, rot_im; /* the tone as a rotating phasor: no sin() per sample */
+  ml_tone tone;
   uint64_t tone_until_ns; /* 0: until stopped */
   int tone_on;
   /* RFC 4733 digits to send: a queue, one event at a time, a pause between */

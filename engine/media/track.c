@@ -1,7 +1,6 @@
 /* Tracks (see track.h). */
 #include "track.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,16 +15,7 @@ static int pull_tone(ml_room_member *m, int16_t *frame)
 {
   ml_track *t = ml_container_of(m, ml_track, member);
   if (t->done) return 0;
-  double re = t->re, im = t->im;
-  for (unsigned i = 0; i < ML_MIX_FRAME; i++) {
-    frame[i] = (int16_t)(t->amp * im);
-    double nre = re * t->rot_re - im * t->rot_im;
-    im = re * t->rot_im + im * t->rot_re;
-    re = nre;
-  }
-  double mag = sqrt(re * re + im * im);
-  t->re = re / mag;
-  t->im = im / mag;
+  ml_tone_fill(&t->tone, frame, ML_MIX_FRAME);
   t->frames++;
   if (t->tone_frames_left && --t->tone_frames_left == 0) finish(t);
   return 1;
@@ -70,12 +60,7 @@ void ml_track_init_tone(ml_track *t, double hz, double level, double seconds)
 {
   memset(t, 0, sizeof *t);
   ml_room_member_init(&t->member, &tone_ops, 0);
-  level = level < 0 ? 0 : level > 1 ? 1 : level;
-  t->amp = 32767.0 * level;
-  double step = 2.0 * M_PI * hz / ML_MIX_RATE;
-  t->rot_re = cos(step);
-  t->rot_im = sin(step);
-  t->re = 1.0;
+  ml_tone_init(&t->tone, hz, level, ML_MIX_RATE);
   if (seconds > 0) { /* whole 20 ms frames, at least one */
     t->tone_frames_left = (uint64_t)(seconds * 50.0 + 0.5);
     if (!t->tone_frames_left) t->tone_frames_left = 1;

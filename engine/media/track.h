@@ -9,11 +9,11 @@
 #include <stdint.h>
 
 #include "room.h"
+#include "tone.h"
 
 typedef struct ml_track {
   ml_room_member member; /* publish-only */
-  /* tone: a rotating phasor, renormalised once a frame */
-  double amp, re, im, rot_re, rot_im;
+  ml_tone tone;
   uint64_t tone_frames_left; /* 0 with a tone: until stopped */
   /* clip */
   int16_t *clip;

@@ -3,11 +3,12 @@
  * SIP leg hangs up, a track ends, an endpoint's reader sees "closed"); a
  * member that closes first simply leaves.
  *
- *   core.room_create(name [, max]) -> room
+ *   core.room_create(name [, max [, outermost]]) -> room
  *   room:join(member)  room:leave(member)  room:mute(member, bool)
  *   room:tone(hz, level, seconds) -> track      room:clip(path, loop) -> track | false, err
  *   room:endpoint(speak_ms, hear_ms) -> endpoint
- *   room:name()  room:count()  room:stats()  room:close()
+ *   room:name()  room:count()  room:stats()  room:closed()  room:close()
+ *   room:data_wait()  room:data_notify()  (the wait queue under data messages)
  *   track:wait() (woken when done)  track:done()  track:close()
  *   endpoint:write(s16le) -> samples taken   endpoint:read(max) -> s16le | nil, "closed"
  *   endpoint:wait() (woken every tick)  endpoint:clear()  endpoint:stats()
@@ -38,6 +39,7 @@ static const char ENDPOINT_MT[] = "moonline.room_endpoint";
 typedef struct room_res {
   ml_res res; /* first */
   ml_room *room;
+  ml_waitq data_waiters; /* data subscribers waiting for a message (the queues are Lua's) */
   char name[64];
 } room_res;
 
@@ -62,6 +64,7 @@ static void room_close(ml_res *r)
   room_res *rr = (room_res *)r;
   ml_room_free(rr->room); /* kicks the members still inside */
   rr->room = NULL;
+  ml_waitq_wake(&rr->data_waiters, INT_MAX); /* they find the room closed */
   ml_res_closed(r);
 }
 
@@ -76,11 +79,15 @@ static room_res *check_room(lua_State *L, int idx)
   return rr;
 }
 
+/* room_create(name, max, outermost): outermost opens the room in the task's
+ * outermost scope instead of the innermost (a call's ctx.room made on first
+ * use, wherever that is, lives as long as the call's handler) */
 static int l_room_create(lua_State *L)
 {
   ml_task *t = ml_bind_task(L, "room.create");
   const char *name = luaL_optstring(L, 1, "room");
   lua_Integer max = luaL_optinteger(L, 2, ROOM_MAX_DEFAULT);
+  ml_scope *scope = lua_toboolean(L, 3) ? t->body : t->cur;
   if (max < 1 || max > ROOM_MAX_LIMIT) return luaL_argerror(L, 2, "between 1 and 4096 members");
   room_res *rr = calloc(1, sizeof *rr);
   if (!rr) return luaL_error(L, "out of memory");
@@ -90,7 +97,8 @@ static int l_room_create(lua_State *L)
     return luaL_error(L, "out of memory");
   }
   snprintf(rr->name, sizeof rr->name, "%s", name);
-  ml_bind_open(L, t->loop, &rr->res, &room_type, t->cur, ROOM_MT);
+  ml_waitq_init(&rr->data_waiters);
+  ml_bind_open(L, t->loop, &rr->res, &room_type, scope, ROOM_MT);
   return 1;
 }
 
@@ -146,6 +154,35 @@ static int l_room_has(lua_State *L)
 {
   room_res *rr = check_room(L, 1);
   lua_pushboolean(L, member_of(L, 2)->room == rr->room);
+  return 1;
+}
+
+/* data_wait() -> (woken: the Lua half looks again) | false, "closed" */
+static int l_room_data_wait(lua_State *L)
+{
+  room_res *rr = (room_res *)ml_box_get(L, 1, ROOM_MT);
+  ml_task *t = ml_bind_wait_task(L, "room data:recv");
+  if (!rr || !rr->room) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  ml_waitq_wait(&rr->data_waiters, t, "room data");
+  return lua_yield(L, 0);
+}
+
+static int l_room_data_notify(lua_State *L)
+{
+  room_res *rr = (room_res *)ml_box_get(L, 1, ROOM_MT);
+  if (rr) ml_waitq_wake(&rr->data_waiters, INT_MAX);
+  return 0;
+}
+
+static int l_room_closed(lua_State *L)
+{
+  room_res *rr = (room_res *)ml_box_get(L, 1, ROOM_MT);
+  lua_pushboolean(L, !rr || !rr->room);
   return 1;
 }
 
@@ -423,9 +460,11 @@ static int l_endpoint_stats(lua_State *L)
 int ml_open_room(lua_State *L)
 {
   static const luaL_Reg room_methods[] = {
-      {"join", l_room_join}, {"leave", l_room_leave},       {"mute", l_room_mute},   {"has", l_room_has},
-      {"name", l_room_name}, {"count", l_room_count},       {"stats", l_room_stats}, {"tone", l_room_tone},
-      {"clip", l_room_clip}, {"endpoint", l_room_endpoint}, {"close", ml_box_close}, {NULL, NULL}};
+      {"join", l_room_join},         {"leave", l_room_leave},         {"mute", l_room_mute},
+      {"has", l_room_has},           {"name", l_room_name},           {"count", l_room_count},
+      {"stats", l_room_stats},       {"tone", l_room_tone},           {"clip", l_room_clip},
+      {"endpoint", l_room_endpoint}, {"data_wait", l_room_data_wait}, {"data_notify", l_room_data_notify},
+      {"closed", l_room_closed},     {"close", ml_box_close},         {NULL, NULL}};
   static const luaL_Reg track_methods[] = {
       {"wait", l_track_wait}, {"done", l_track_done}, {"close", ml_box_close}, {NULL, NULL}};
   static const luaL_Reg endpoint_methods[] = {{"write", l_endpoint_write},

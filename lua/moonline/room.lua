@@ -25,26 +25,21 @@ local Endpoint = core.methods("moonline.room_endpoint")
 
 local _M = {}
 
--- data subscribers of each open room (weak: a dropped room takes them along)
+-- data subscribers of each room (weak: a dropped room takes them along)
 local subscribers = setmetatable({}, { __mode = "k" })
 
-local function close_data(r)
-  local subs = subscribers[r]
-  if not subs then return end
-  subscribers[r] = nil
-  for sub in pairs(subs) do sub.ch:close() end
-end
+local DATA_QUEUE = 64
 
---- create(name [, { max = 64 }]) -> room
--- The room belongs to the current scope: it closes when the scope ends.
+--- create(name [, { max = 64, outermost = false }]) -> room
+-- The room belongs to the current scope (with outermost, to the current
+-- task's outermost scope): it closes when that scope ends.
 function _M.create(name, opts)
   opts = opts or {}
   if name ~= nil and type(name) ~= "string" then
     error("moonline.room.create: the name must be a string", 2)
   end
-  local r = core.room_create(name, opts.max)
+  local r = core.room_create(name, opts.max, opts.outermost)
   subscribers[r] = {}
-  task.defer(function() close_data(r) end)
   return r
 end
 
@@ -171,45 +166,63 @@ end
 --- room:data([identity]) -> subscription with sub:recv() -> msg | nil, "closed"
 -- msg = { from =, topic =, payload = }. A subscriber keeps up to 64
 -- messages; beyond that the oldest waiting ones are dropped (sub.dropped).
+-- Its messages are delivered even after the room closed; then recv says so.
+local Subscription = {}
+Subscription.__index = Subscription
+
 function Room:data(identity)
   local subs = subscribers[self]
-  if not subs then error("moonline.room: the room is closed", 2) end
-  local sub = { identity = identity, ch = task.channel(64), dropped = 0 }
-  function sub.recv() return sub.ch:recv() end
-  function sub.close()
-    subs[sub] = nil
-    sub.ch:close()
-  end
+  if not subs or self:closed() then error("moonline.room: the room is closed", 2) end
+  local sub = setmetatable({ room = self, identity = identity, queue = {}, head = 1, tail = 0, dropped = 0 },
+    Subscription)
   subs[sub] = true
   return sub
 end
 
---- room:send_data(payload [, { from =, topic = }]) -> delivered count
+function Subscription:recv()
+  while self.tail < self.head do
+    if self.closed or self.room:closed() then return nil, "closed" end
+    waitable("room data:recv")
+    local ok, err = self.room:data_wait()
+    if ok == false then return nil, err end
+    await(ok) -- cancelled: raises
+  end
+  local msg = self.queue[self.head]
+  self.queue[self.head] = nil
+  self.head = self.head + 1
+  return msg
+end
+
+--- sub:close(): no more messages for this subscriber.
+function Subscription:close()
+  self.closed = true
+  local subs = subscribers[self.room]
+  if subs then subs[self] = nil end
+  self.room:data_notify()
+end
+
+--- room:send_data(payload [, { from =, topic = }]) -> delivered count | nil, "closed"
 -- Never waits: a subscriber that is not reading loses its oldest message.
 function Room:send_data(payload, opts)
   opts = opts or {}
   local subs = subscribers[self]
-  if not subs then return nil, "closed" end
+  if not subs or self:closed() then return nil, "closed" end
   local msg = { from = opts.from, topic = opts.topic, payload = payload }
   local n = 0
   for sub in pairs(subs) do
     if sub.identity == nil or sub.identity ~= opts.from then
-      if sub.ch:len() >= 64 then
-        sub.ch:recv() -- full: there is a value, so this does not wait
+      if sub.tail - sub.head + 1 >= DATA_QUEUE then
+        sub.queue[sub.head] = nil
+        sub.head = sub.head + 1
         sub.dropped = sub.dropped + 1
       end
-      sub.ch:send(msg)
+      sub.tail = sub.tail + 1
+      sub.queue[sub.tail] = msg
       n = n + 1
     end
   end
+  if n > 0 then self:data_notify() end
   return n
 end
-
-wrap(Room, "close", function(raw)
-  return function(self)
-    close_data(self)
-    return raw(self)
-  end
-end)
 
 return _M

@@ -159,7 +159,9 @@ end
 local Context = {}
 function Context:__index(key)
   if key ~= "room" then return Context[key] end
-  local r = require("moonline.room").create("call " .. (self.call_id or ""))
+  -- the handler's outermost scope: made inside a with_timeout, say, it still
+  -- lives as long as the call
+  local r = require("moonline.room").create("call " .. (self.call_id or ""), { max = 16, outermost = true })
   rawset(self, "room", r)
   if self.caller:state() == "confirmed" or self.caller:state() == "answered" then
     assert(r:add(self.caller))

@@ -109,6 +109,22 @@ describe("rooms", function()
     end)
   end))
 
+  it("ctx.room first used in a nested scope lives as long as the handler", rt.run(function()
+    local alive
+    sip.serve({ host = HOST, port = PORT + 5, handler = function(call, ctx)
+      assert(ctx:accept())
+      assert(task.with_timeout(1, function() return ctx.room:play(500) end))
+      task.sleep(0.1)
+      alive = not ctx.room:closed() and ctx.room:has(call) and call:state() == "confirmed"
+      call:hangup()
+    end }, function()
+      local call = dial(PORT + 5)
+      assert(task.with_timeout(5, function() return call:wait("ended") end))
+      call:close()
+    end)
+    assert.is_true(alive)
+  end))
+
   it("sip.dial{ room = } puts the answered leg in the room", rt.run(function()
     sip.serve({ host = HOST, port = PORT + 4, handler = function(call)
       assert(call:answer())

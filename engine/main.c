@@ -42,7 +42,13 @@ static const char USAGE[] =
     "  MOONLINE_LLM_MODEL                   the first two is set)\n"
     "\n"
     "SIGINT/SIGTERM cancel the root scope (reason \"signal\"); the process exits\n"
-    "after cleanup with 128+signal.\n";
+    "after cleanup with 128+signal.\n"
+    "\n"
+    "examples (in the source tree):\n"
+    "  moonline console examples/weather.lua                 an agent, offline\n"
+    "  moonline run examples/answer_tone.lua 127.0.0.1 5060  answer calls with a tone\n"
+    "  moonline run examples/conference.lua 127.0.0.1 5060   a conference bridge\n"
+    "docs: README.md, docs/agents.md, docs/telephony.md\n";
 
 typedef struct cli {
   uv_loop_t uv;

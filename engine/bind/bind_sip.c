@@ -1031,6 +1031,14 @@ static int l_call_rtp_stats(lua_State *L)
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "lag_hist");
+  if (cr->rtp.jb) { /* it has been in a room */
+    lua_pushnumber(L, cr->rtp.out_n / 8.0); /* the room's mix waiting to be sent */
+    lua_setfield(L, -2, "room_queued_ms");
+    lua_pushnumber(L, (lua_Number)cr->rtp.room_underruns);
+    lua_setfield(L, -2, "room_underruns");
+    lua_pushnumber(L, (lua_Number)cr->rtp.room_overruns);
+    lua_setfield(L, -2, "room_overruns");
+  }
   return 1;
 }
 

@@ -322,25 +322,24 @@ static void room_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n)
   memmove(s->out8, s->out8 + k, s->out_n * sizeof *s->out8);
 }
 
-/* one frame of the current source: the tone, the room, or silence */
-static void fill_frame(ml_rtp_stream *s, int16_t *pcm, unsigned n, uint64_t now)
+/* One frame of the current source into pcm: the tone, the room's mix
+ * (taken by on_tick), or silence. */
+static void fill_frame(ml_rtp_stream *s, int16_t *pcm, const int16_t *room, unsigned n, uint64_t now)
 {
   if (s->tone_on && s->tone_until_ns && now >= s->tone_until_ns) s->tone_on = 0;
-  if (!s->tone_on) {
-    if (s->member.room)
-      room_frame(s, pcm, n);
-    else
-      memset(pcm, 0, n * sizeof *pcm);
-    return;
-  }
-  ml_tone_fill(&s->tone, pcm, n);
+  if (s->tone_on)
+    ml_tone_fill(&s->tone, pcm, n);
+  else if (room)
+    memcpy(pcm, room, n * sizeof *pcm);
+  else
+    memset(pcm, 0, n * sizeof *pcm);
 }
 
-static void send_frame(ml_rtp_stream *s, uint64_t now)
+static void send_frame(ml_rtp_stream *s, const int16_t *room, uint64_t now)
 {
   unsigned samples = s->cfg.ptime_ms * 8;
   int16_t pcm[240];
-  fill_frame(s, pcm, samples, now);
+  fill_frame(s, pcm, room, samples, now);
   size_t h = ml_rtp_sender_write(&s->tx, s->sbuf, sizeof s->sbuf, s->cfg.pt, 0, samples);
   if (!h) return;
   if (s->cfg.alaw)
@@ -411,11 +410,15 @@ static void on_tick(ml_timer *tm)
   uint64_t now = ml_clock_now(s->loop), period = s->cfg.ptime_ms * NS_PER_MS;
   uint64_t lag = now > s->next_ns ? now - s->next_ns : 0;
   if (lag > s->max_send_lag_ns) s->max_send_lag_ns = lag;
+  /* in a room, every tick takes its ptime of the mix, sent or not (a digit,
+   * a tone, hold): what is not played is dropped, so the delay stays put */
+  int16_t room[240];
+  if (s->member.room) room_frame(s, room, s->cfg.ptime_ms * 8);
   if (s->cfg.send) {
     unsigned b = 0;
     while (b < ML_RTP_LAG_BUCKETS - 1 && lag >= ml_rtp_lag_edges_us[b] * 1000ull) b++;
     s->lag_hist[b]++;
-    if (!send_dtmf_tick(s)) send_frame(s, now);
+    if (!send_dtmf_tick(s)) send_frame(s, s->member.room ? room : NULL, now);
   }
   if (s->connected && now - s->last_rx_ns > ML_RTP_RELEARN_MS * NS_PER_MS) {
     s->learned = 0; /* the peer went quiet: whoever sends next is the peer */

@@ -125,6 +125,38 @@ describe("rooms", function()
     assert.is_true(alive)
   end))
 
+  it("a leg's delay in a room stays put across hold, tones and digits", rt.run(function()
+    local queued = {}
+    local step = task.channel(1)
+    sip.serve({ host = HOST, port = PORT + 6, handler = function(call, ctx)
+      assert(ctx:accept())
+      assert(ctx.room:play(500))
+      call:wait("confirmed")
+      task.sleep(0.3)
+      queued[1] = call:rtp_stats().room_queued_ms
+      step:recv() -- the caller held and resumed us: we sent nothing for a while
+      task.sleep(0.3)
+      queued[2] = call:rtp_stats().room_queued_ms
+      call:tone(300, 0.2, 0.3) -- a tone plays over the room's audio
+      assert(call:send_dtmf("123"))
+      task.sleep(1.0)
+      local st = call:rtp_stats()
+      queued[3], queued.overruns = st.room_queued_ms, st.room_overruns
+      call:hangup()
+    end }, function()
+      local call = dial(PORT + 6)
+      task.sleep(0.4)
+      assert(call:hold())
+      task.sleep(0.5)
+      assert(call:unhold())
+      step:send(true)
+      assert(task.with_timeout(10, function() return call:wait("ended") end))
+      call:close()
+    end)
+    for i = 1, 3 do assert(queued[i] <= 40, ("queued %s ms at step %d"):format(tostring(queued[i]), i)) end
+    assert.equal(0, queued.overruns)
+  end))
+
   it("sip.dial{ room = } puts the answered leg in the room", rt.run(function()
     sip.serve({ host = HOST, port = PORT + 4, handler = function(call)
       assert(call:answer())

@@ -8,7 +8,7 @@
 --   r:close()                             -- everyone still inside is disconnected (BYE)
 --
 -- Every member publishes one mono stream and hears the mix of the others
--- (N−1), at 16 kHz in 20 ms ticks; G.711 legs are resampled with speexdsp.
+-- (N−1), at 16 kHz in 20 ms ticks; G.711 legs are resampled 8 <-> 16 kHz.
 -- Members: SIP calls (answered), tracks (r:play), audio endpoints
 -- (r:endpoint, for agents and tests: 16 kHz s16le in and out). Data
 -- messages go to every data subscriber of the room but the sender.

@@ -1,4 +1,4 @@
-/* The resampler (engine/media/resample.c over speexdsp): 8 kHz <-> 16 kHz in
+/* The resampler (engine/media/resample.c: our FIR for 2:1, speexdsp else): 8 kHz <-> 16 kHz in
  * 20 ms frames. A 1 kHz sine keeps its frequency (zero crossings) and level
  * (within 1 dB) once the filter has settled; frames stay whole; a tone above
  * the 8 kHz Nyquist limit is filtered out on the way down. Prints the cost of
@@ -101,6 +101,59 @@ static void test_down(void)
   ml_resampler_free(r);
 }
 
+/* The telephone band passes flat both ways; going down, nothing from 4.2 kHz
+ * up folds back into it. */
+static void test_band(void)
+{
+  TEST_BEGIN("band edges: 3.4 kHz flat, 4.2 kHz removed going down");
+  ml_resampler *up = ml_resampler_create(8000, 16000, ML_RESAMPLE_QUALITY);
+  ml_resampler *down = ml_resampler_create(16000, 8000, ML_RESAMPLE_QUALITY);
+  CHECK(up && down);
+  if (!up || !down) return;
+  static int16_t out[FRAMES * 320];
+  double ref = 10000 / sqrt(2);
+  CHECK_EQ(run(up, 3400, 8000, 160, 320, out, 2), 0);
+  double up_db = 20 * log10(rms(out, (FRAMES - 2) * 320) / ref);
+  CHECK_EQ(run(down, 3400, 16000, 320, 160, out, 2), 0);
+  double down_db = 20 * log10(rms(out, (FRAMES - 2) * 160) / ref);
+  ml_resampler_reset(down);
+  CHECK_EQ(run(down, 4200, 16000, 320, 160, out, 2), 0);
+  double alias_db = 20 * log10(rms(out, (FRAMES - 2) * 160) / ref + 1e-9);
+  CHECK(fabs(up_db) < 0.2);
+  CHECK(fabs(down_db) < 0.2);
+  CHECK(alias_db < -55);
+  printf("3.4 kHz: %+.2f dB up, %+.2f dB down; 4.2 kHz down: %.1f dB\n", up_db, down_db, alias_db);
+  ml_resampler_free(up);
+  ml_resampler_free(down);
+}
+
+/* A silent frame with a silent history is silence out, and the next sound
+ * comes out as if the silence had been filtered. */
+static void test_silence(void)
+{
+  TEST_BEGIN("silence skips the filter, exactly");
+  ml_resampler *a = ml_resampler_create(8000, 16000, ML_RESAMPLE_QUALITY);
+  ml_resampler *b = ml_resampler_create(8000, 16000, ML_RESAMPLE_QUALITY);
+  int16_t zero[160] = {0}, in[160], oa[320], ob[320];
+  int same = 1;
+  for (int k = 0; k < 10; k++) {
+    size_t in_n = 160, out_n = 320;
+    ml_resampler_process(a, zero, &in_n, oa, &out_n);
+    for (int i = 0; i < 320; i++) same &= oa[i] == 0;
+  }
+  ml_resampler_reset(b);
+  for (int k = 0; k < 5; k++) {
+    sine(in, 160, (size_t)k, 1000, 8000, 10000);
+    size_t na = 160, nb = 160, ma = 320, mb = 320;
+    ml_resampler_process(a, in, &na, oa, &ma);
+    ml_resampler_process(b, in, &nb, ob, &mb);
+    for (int i = 0; i < 320; i++) same &= oa[i] == ob[i];
+  }
+  CHECK(same);
+  ml_resampler_free(a);
+  ml_resampler_free(b);
+}
+
 static void test_args(void)
 {
   TEST_BEGIN("arguments and partial output");
@@ -152,6 +205,8 @@ int main(void)
 {
   test_up();
   test_down();
+  test_band();
+  test_silence();
   test_args();
   bench();
   return ML_TEST_DONE("test_resample");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "digest.h"
 #include "sip_auth.h"
@@ -135,6 +136,7 @@ static void call_free(ml_sip_call *c)
 }
 
 static void refer_in_close(ml_sip_call *c);
+static void ok_stop(ml_sip_call *c);
 
 static void call_end(ml_sip_call *c, const char *reason, int code)
 {
@@ -144,8 +146,7 @@ static void call_end(ml_sip_call *c, const char *reason, int code)
   c->reinvite_pending = 0;
   c->end_reason = reason;
   c->end_code = code;
-  ml_timer_stop(c->stack->loop, &c->ok_timer);
-  ml_timer_stop(c->stack->loop, &c->ack_timeout);
+  ok_stop(c);
   if (c->on_event && !c->released) {
     c->in_event = 1;
     c->on_event(c, ML_CALL_EV_ENDED, c->data);
@@ -223,10 +224,14 @@ static void add_session_timer(ml_sip_builder *b, const ml_sip_msg *req)
   ml_sip_builder_header(b, "Require", ML_STR_LIT("timer"));
 }
 
+static int send_ok(ml_sip_call *c, ml_sip_txn *t, uint32_t cseq, const char *buf, size_t n);
+
 /* 200 to an offer or a session refresh (re-INVITE, UPDATE): our SDP when
- * there is one, the session timer echoed */
-static void respond_session(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *req, const char *sdp, size_t n)
+ * there is one, the session timer echoed; a re-INVITE's is retransmitted
+ * until its ACK, like the first INVITE's */
+static void respond_session(ml_sip_call *c, ml_sip_txn *t, const ml_sip_msg *req, const char *sdp, size_t n)
 {
+  ml_sip_stack *s = c->stack;
   char buf[8192];
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
@@ -235,7 +240,9 @@ static void respond_session(ml_sip_stack *s, ml_sip_txn *t, const ml_sip_msg *re
   add_session_timer(&b, req);
   if (n) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
   size_t len = ml_sip_builder_finish(&b, ml_str_make(sdp, n));
-  if (len) ml_sip_txn_respond(t, 200, buf, len);
+  if (!len) return;
+  if (req->method != ML_SIP_INVITE || send_ok(c, t, req->cseq, buf, len) != 0)
+    ml_sip_txn_respond(t, 200, buf, len);
 }
 
 static void respond_new(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from, int code)
@@ -244,6 +251,22 @@ static void respond_new(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_add
   char tag[40] = "";
   if (req->to.tag.n == 0) ml_sip_make_tag(s, tag, sizeof tag);
   respond(s, t, req, code, tag, NULL, NULL, 0);
+}
+
+/* 500 with Retry-After: a random 0-10 s (RFC 3261 §14.2) */
+static void respond_retry_after(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_addr *from)
+{
+  ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
+  uint32_t r;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) r = (uint32_t)(uv_hrtime() ^ s->tag_seq);
+  char buf[4096];
+  ml_sip_builder b;
+  ml_sip_builder_init(&b, buf, sizeof buf);
+  if (ml_sip_build_response(req, 500, NULL, ML_STR_NULL, &b) != 0) return;
+  add_common(s, &b, &t->peer);
+  ml_sip_builder_headerf(&b, "Retry-After", "%u", (unsigned)(r % 11));
+  size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
+  if (n) ml_sip_txn_respond(t, 500, buf, n);
 }
 
 /* An INVITE without good credentials (sip_auth.h): 401 with our challenges
@@ -270,25 +293,55 @@ static void respond_auth(ml_sip_stack *s, const ml_sip_msg *req, const ml_sip_ad
 
 /* ---- 2xx retransmission (RFC 3261 §13.3.1.4) ------------------------------------ */
 
+/* The UA core, not the transaction, keeps a 2xx to an INVITE (the first or
+ * a re-INVITE) going until the ACK with the INVITE's CSeq number arrives:
+ * sent on the transaction, then again every T1, 2*T1, … up to T2; after
+ * 64*T1 without the ACK the dialog is ended with a BYE. One at a time: a
+ * re-INVITE arriving meanwhile gets 500 (handle_offer). */
+static int send_ok(ml_sip_call *c, ml_sip_txn *t, uint32_t cseq, const char *buf, size_t n)
+{
+  ml_sip_stack *s = c->stack;
+  set_buf(&c->ok, &c->ok_len, buf, n);
+  if (!c->ok) return -1;
+  ml_sip_txn_respond(t, 200, buf, n);
+  c->ok_to = t->peer;
+  c->ok_cseq = cseq;
+  c->awaiting_ack = 1;
+  c->ok_interval = ML_SIP_T1_NS;
+  ml_timer_start(s->loop, &c->ok_timer, c->ok_interval);
+  ml_timer_start(s->loop, &c->ack_timeout, 64 * ML_SIP_T1_NS);
+  return 0;
+}
+
+static void ok_stop(ml_sip_call *c)
+{
+  c->awaiting_ack = 0;
+  ml_timer_stop(c->stack->loop, &c->ok_timer);
+  ml_timer_stop(c->stack->loop, &c->ack_timeout);
+}
+
 static void on_ok_timer(ml_timer *tm)
 {
   ml_sip_call *c = ml_container_of(tm, ml_sip_call, ok_timer);
-  if (c->state != ML_CALL_ANSWERED) return;
+  if (!c->awaiting_ack) return;
   c->stack->retransmits++;
-  ml_sip_stack_send(c->stack, &c->peer, c->ok, c->ok_len);
+  ml_sip_stack_send(c->stack, &c->ok_to, c->ok, c->ok_len);
   c->ok_interval = c->ok_interval * 2 < ML_SIP_T2_NS ? c->ok_interval * 2 : ML_SIP_T2_NS;
   ml_timer_start(c->stack->loop, &c->ok_timer, c->ok_interval);
 }
 
-static void send_bye(ml_sip_call *c);
+static void send_bye(ml_sip_call *c, int wait);
 
 static void on_ack_timeout(ml_timer *tm)
 {
   ml_sip_call *c = ml_container_of(tm, ml_sip_call, ack_timeout);
-  if (c->state != ML_CALL_ANSWERED) return;
-  /* no ACK within 64*T1: the dialog is confirmed and ended with a BYE */
-  ml_log(ML_LOG_WARN, "sip: call %s: no ACK for the 200; hanging up", c->call_id);
-  send_bye(c);
+  if (!c->awaiting_ack) return;
+  ok_stop(c);
+  /* no ACK within 64*T1: the dialog is confirmed and ended with a BYE; the
+   * call ends now (the BYE's transaction finishes on its own) */
+  ml_log(ML_LOG_WARN, "sip: call %s: no ACK for the 200 (CSeq %u); hanging up", c->call_id,
+         (unsigned)c->ok_cseq);
+  send_bye(c, 0);
   call_end(c, "no ACK", 408);
 }
 
@@ -312,6 +365,7 @@ int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len)
   char buf[8192];
   ml_sip_builder b;
   ml_sip_builder_init(&b, buf, sizeof buf);
+  uint32_t cseq = inv->cseq;
   int ok = ml_sip_build_response(inv, 200, NULL, ml_str_c(c->local_tag), &b) == 0;
   if (ok) {
     add_common(s, &b, &c->peer);
@@ -322,16 +376,8 @@ int ml_sip_call_answer(ml_sip_call *c, const char *sdp, size_t sdp_len)
   ml_sip_call_set_local_sdp(c, sdp, sdp_len);
   if (sdp_len) ml_sip_builder_header(&b, "Content-Type", ML_STR_LIT("application/sdp"));
   size_t n = ml_sip_builder_finish(&b, ml_str_make(sdp, sdp_len));
-  if (!n) return -1;
-  c->ok = malloc(n);
-  if (!c->ok) return -1;
-  memcpy(c->ok, buf, n);
-  c->ok_len = n;
-  ml_sip_txn_respond(c->inv_txn, 200, buf, n);
+  if (!n || send_ok(c, c->inv_txn, cseq, buf, n) != 0) return -1;
   c->state = ML_CALL_ANSWERED;
-  c->ok_interval = ML_SIP_T1_NS;
-  ml_timer_start(s->loop, &c->ok_timer, c->ok_interval);
-  ml_timer_start(s->loop, &c->ack_timeout, 64 * ML_SIP_T1_NS);
   return 0;
 }
 
@@ -375,8 +421,10 @@ static void dialog_request(ml_sip_call *c, const char *method, uint32_t cseq, ch
 }
 
 /* BYE (RFC 3261 §15): to the remote target, through the route set, with the
- * dialog's identifiers; UAS roles: our To is From now and their From is To. */
-static void send_bye(ml_sip_call *c)
+ * dialog's identifiers; UAS roles: our To is From now and their From is To.
+ * wait: the call ends when it is answered (or times out); otherwise the call
+ * is ended by the caller and the transaction runs without it. */
+static void send_bye(ml_sip_call *c, int wait)
 {
   ml_sip_stack *s = c->stack;
   char branch[48], buf[4096];
@@ -385,7 +433,8 @@ static void send_bye(ml_sip_call *c)
   dialog_request(c, "BYE", ++c->local_cseq, branch, sizeof branch, &b);
   if (s->cfg.user_agent) ml_sip_builder_header(&b, "User-Agent", ml_str_c(s->cfg.user_agent));
   size_t n = ml_sip_builder_finish(&b, ML_STR_NULL);
-  if (n) ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->hop, buf, n, on_bye_done, c);
+  if (n)
+    ml_sip_txn_client_new(s, ML_SIP_BYE, branch, &c->hop, buf, n, wait ? on_bye_done : NULL, wait ? c : NULL);
 }
 
 static void send_cancel(ml_sip_call *c);
@@ -406,9 +455,8 @@ void ml_sip_call_hangup(ml_sip_call *c)
   case ML_CALL_CONFIRMED:
     refer_in_close(c); /* while the dialog still stands */
     c->state = ML_CALL_ENDING;
-    ml_timer_stop(c->stack->loop, &c->ok_timer);
-    ml_timer_stop(c->stack->loop, &c->ack_timeout);
-    send_bye(c);
+    ok_stop(c);
+    send_bye(c, 1);
     break;
   default:
     break;
@@ -645,7 +693,7 @@ static void on_invite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, voi
     send_ack(c, rsp->cseq, &c->ack, &c->ack_len);
     if (c->cancel_pending || c->released) { /* answered after we gave up: hang up (D5) */
       c->state = ML_CALL_ENDING;
-      send_bye(c);
+      send_bye(c, 1);
       return;
     }
     c->state = ML_CALL_CONFIRMED;
@@ -747,7 +795,7 @@ static void on_reinvite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, v
     /* no answer in a dialog: end it (RFC 3261 §12.2.1.2) */
     if (c->state == ML_CALL_CONFIRMED) {
       c->state = ML_CALL_ENDING;
-      send_bye(c);
+      send_bye(c, 1);
     }
     return;
   }
@@ -1004,14 +1052,32 @@ static void handle_offer(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req,
     respond_new(s, req, from, 491);
     return;
   }
+  if (invite && (c->awaiting_ack || c->state == ML_CALL_RINGING)) {
+    /* an earlier INVITE is not done (no final response, or its 2xx not
+     * ACKed yet): 500 with Retry-After 0-10 s (RFC 3261 §14.2) */
+    respond_retry_after(s, req, from);
+    return;
+  }
   ml_sip_txn *t = ml_sip_txn_server_new(s, req, from);
   char sdp[2048];
   int n = -1;
   if (invite) target_refresh(c, req);
   if (req->body.n && c->on_reoffer && !c->released) {
+    /* the offer is the peer's SDP only once we accept it: a 488 keeps the
+     * previous one (RFC 3261 §14.2, RFC 3264 §8) */
+    char *prev = c->remote_sdp;
+    size_t prev_len = c->remote_sdp_len;
+    c->remote_sdp = NULL;
     set_buf(&c->remote_sdp, &c->remote_sdp_len, req->body.p, req->body.n);
-    n = c->on_reoffer(c, sdp, sizeof sdp, c->data);
-    if (n >= 0) ml_sip_call_set_local_sdp(c, sdp, (size_t)n);
+    n = c->remote_sdp ? c->on_reoffer(c, sdp, sizeof sdp, c->data) : -1;
+    if (n >= 0) {
+      ml_sip_call_set_local_sdp(c, sdp, (size_t)n);
+      free(prev);
+    } else {
+      free(c->remote_sdp);
+      c->remote_sdp = prev;
+      c->remote_sdp_len = prev_len;
+    }
   } else if (!req->body.n && !invite) {
     n = 0; /* UPDATE without an offer: nothing to answer */
   } else if (!req->body.n && c->local_sdp && c->local_sdp_len < sizeof sdp) {
@@ -1021,16 +1087,16 @@ static void handle_offer(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req,
   if (n < 0)
     respond(s, t, req, 488, NULL, NULL, NULL, 0);
   else
-    respond_session(s, t, req, sdp, (size_t)n);
+    respond_session(c, t, req, sdp, (size_t)n);
 }
 
 static void handle_in_dialog(ml_sip_stack *s, ml_sip_call *c, const ml_sip_msg *req, const ml_sip_addr *from)
 {
-  if (req->method == ML_SIP_ACK) {
+  if (req->method == ML_SIP_ACK) { /* for our 2xx to the INVITE with that CSeq */
+    if (!c->awaiting_ack || req->cseq != c->ok_cseq) return;
+    ok_stop(c);
     if (c->state == ML_CALL_ANSWERED) {
       c->state = ML_CALL_CONFIRMED;
-      ml_timer_stop(s->loop, &c->ok_timer);
-      ml_timer_stop(s->loop, &c->ack_timeout);
       if (c->on_event && !c->released) c->on_event(c, ML_CALL_EV_CONFIRMED, c->data);
     }
     return;

@@ -56,9 +56,13 @@ struct ml_sip_call {
   uint32_t local_cseq, remote_cseq;
   ml_sip_addr peer; /* where the INVITE came from / went to: responses, CANCEL */
   ml_sip_addr hop; /* where in-dialog requests go: the first Route, else peer */
-  /* 2xx retransmission until ACK (RFC 3261 §13.3.1.4) */
+  /* our 2xx to the peer's INVITE (the first or a re-INVITE), retransmitted
+   * to ok_to until the ACK with CSeq ok_cseq (RFC 3261 §13.3.1.4) */
   char *ok;
   size_t ok_len;
+  int awaiting_ack;
+  uint32_t ok_cseq;
+  ml_sip_addr ok_to;
   char *offer; /* outbound: our SDP offer, sent again after a challenge */
   size_t offer_len;
   uint64_t ok_interval;

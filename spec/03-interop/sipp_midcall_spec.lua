@@ -3,7 +3,10 @@
 -- checks the direction and the o= version), glare (491 both ways), a REFER
 -- from the other side (202, NOTIFY 100, the engine dials the Refer-To target
 -- — a second sipp — and reports the outcome; or rejects it), and session
--- refreshes. Every wait is bounded; every case ends with the ledger empty.
+-- refreshes; the 200 to the caller's re-INVITE retransmitted until its ACK
+-- (a second re-INVITE meanwhile gets 500), and a refused re-offer (488) that
+-- leaves the caller's previous SDP in place. Every wait is bounded; every
+-- case ends with the ledger empty.
 local rt = require "runtime_helper"
 local task = require "moonline.task"
 local sip = require "moonline.sip"
@@ -31,10 +34,12 @@ end
 
 -- sipp in the background; returns a task whose result is sipp's exit code
 -- and stderr. target: "host:port" to call (UAC), nil to wait for a call (UAS).
-local function start_sipp(file, sipp_port, media_port, target)
+-- extra: more sipp options (a list).
+local function start_sipp(file, sipp_port, media_port, target, extra)
   local args = { "-sf", file, "-m", "1", "-i", HOST, "-p", tostring(sipp_port), "-mi", HOST,
                  "-mp", tostring(media_port), "-nostdin", "-timeout", "25s", "-timeout_error",
                  "-trace_err", "-error_file", os.tmpname() }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
   if target then args[#args + 1] = target end
   local t = task.spawn_supervised(function()
     local code, _, err = process.run(SIPP, args, { timeout = 35 })
@@ -220,6 +225,60 @@ describe("mid-call features against sipp", function()
     assert.is_true(#samples >= 10, #samples .. " samples")
     for i, smp in ipairs(samples) do
       assert.is_false(smp[1])
+      assert.is_false(smp[2])
+      if i > 1 then assert.is_true(smp[3] > samples[i - 1][3], "audio kept flowing") end
+    end
+  end))
+  -- RFC 3261 §13.3.1.4, §14.2. sipp checks the timing (the 200 again after
+  -- about 0.5 s, then 1 s), the 500's Retry-After, and that nothing comes
+  -- after the ACK; -nr keeps sipp from swallowing the repeated 200s as
+  -- retransmissions. (The BYE after 64*T1 without an ACK: spec/c/test_sip_reinvite.c,
+  -- on the virtual clock.)
+  it("the 200 to a re-INVITE comes again until the ACK; a second re-INVITE meanwhile gets 500",
+     rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local seen = { held = false }
+    sip.serve({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:tone(440, 0.3)
+      call:wait("confirmed")
+      while call:state() == "confirmed" do
+        if call:held() then seen.held = true end
+        task.sleep(0.05)
+      end
+      seen.state = call:state()
+      seen.done = true
+    end }, function()
+      sipp_ok(start_sipp(scenario("uac_reinvite_noack.xml"), sipp_port, media_port, HOST .. ":" .. port,
+                         { "-nr" }))
+      eventually(function() return seen.done end, 5, "the handler")
+    end)
+    assert.is_true(seen.held, "the re-INVITE (sendonly) was applied")
+    assert.equal("ended", seen.state)
+  end))
+
+  it("a re-offer refused with 488 leaves the caller's previous SDP in place", rt.run(function()
+    if pending_if_no_sipp() then return end
+    local port, sipp_port, media_port = ports()
+    local samples = {}
+    sip.serve({ host = HOST, port = port, handler = function(call)
+      assert(call:answer())
+      call:tone(440, 0.3)
+      call:wait("confirmed")
+      for _ = 1, 100 do -- at most 10 s
+        if call:state() ~= "confirmed" then break end
+        samples[#samples + 1] = { call:info().sdp, call:held(), call:rtp_stats().tx_packets }
+        task.sleep(0.1)
+      end
+    end }, function()
+      sipp_ok(start_sipp(scenario("uac_reoffer_rejected.xml"), sipp_port, media_port, HOST .. ":" .. port))
+      eventually(function() return #samples > 0 end, 5, "the handler")
+    end)
+    assert.is_true(#samples >= 10, #samples .. " samples")
+    for i, smp in ipairs(samples) do
+      assert.matches("o=caller 53655765 2353687637 ", smp[1])
+      assert.matches("RTP/AVP 0 101", smp[1])
       assert.is_false(smp[2])
       if i > 1 then assert.is_true(smp[3] > samples[i - 1][3], "audio kept flowing") end
     end

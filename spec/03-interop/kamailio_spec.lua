@@ -13,15 +13,15 @@ local task = require "moonline.task"
 local sip = require "moonline.sip"
 local process = require "support.process"
 local files = require "support.files"
+local sipp = require "support.sipp"
 local uv = require "luv"
 
 local KAMAILIO = "/usr/sbin/kamailio"
-local SIPP = "/usr/bin/sipp"
 local CFG = "spec/kamailio/dispatcher.cfg"
 local SCENARIO = "spec/sipp/uac_short_call.xml"
-local HOST = "127.0.0.1"
+local HOST = sipp.HOST
 local PING_INTERVAL = 1 -- ds_ping_interval in dispatcher.cfg
-local next_port = 22060 + (os.time() % 100) * 20
+local ports = sipp.ports(22060) -- Kamailio SIP, sipp SIP, sipp media
 
 local function exists(path)
   local f = io.open(path)
@@ -31,7 +31,7 @@ end
 
 local function pending_if_missing()
   for _, p in ipairs({ { KAMAILIO, "kamailio is not installed (apt-get install kamailio)" },
-                       { SIPP, "sipp is not installed (apt-get install sip-tester)" } }) do
+                       { sipp.PATH, sipp.MISSING } }) do
     if not exists(p[1]) then
       pending(p[2])
       return true
@@ -90,8 +90,7 @@ local function with_cluster(body)
       a.listener:close()
       b.listener:close()
     end)
-    next_port = next_port + 4
-    local kam_port, sipp_port, media_port = next_port, next_port + 1, next_port + 2
+    local kam_port, sipp_port, media_port = ports()
 
     local list = files.tmpfile(("1 sip:%s:%d\n1 sip:%s:%d\n"):format(HOST, a.port, HOST, b.port))
     local rundir = assert(uv.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/moonline-kamailio-XXXXXX"))
@@ -120,11 +119,8 @@ local function with_cluster(body)
     function cluster.calls(n)
       local took0 = a.took + b.took
       local errors = os.tmpname()
-      local code, out, err = process.run(SIPP, {
-        "-sf", SCENARIO, "-m", tostring(n), "-r", "20", "-l", "20",
-        "-i", HOST, "-p", tostring(sipp_port), "-mi", HOST, "-mp", tostring(media_port),
-        "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_err", "-error_file", errors,
-        HOST .. ":" .. kam_port }, { timeout = 40 })
+      local code, out, err = sipp.call(SCENARIO, kam_port, sipp_port, media_port,
+                                       { calls = n, rate = 20, limit = 20, timeout = 30, error_file = errors })
       local trace = files.slurp(errors)
       os.remove(errors)
       assert(code == 0, ("sipp: %d calls, exit %s\n%s\n%s\n%s\nkamailio:\n%s"):format(

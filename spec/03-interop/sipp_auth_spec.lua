@@ -3,41 +3,13 @@
 -- (spec/sipp/uac_auth.xml, uac_headers.xml). Every case ends with the ledger
 -- empty.
 local rt = require "runtime_helper"
-local task = require "moonline.task"
 local sip = require "moonline.sip"
-local process = require "support.process"
+local sipp = require "support.sipp"
 local files = require "support.files"
 
-local SIPP = "/usr/bin/sipp"
-local HAVE_SIPP = io.open(SIPP) ~= nil
-local HOST = "127.0.0.1"
-local next_port = 25060 + (os.time() % 100) * 20
-
-local function ports()
-  next_port = next_port + 4
-  return next_port, next_port + 1, next_port + 2
-end
-
-local function sipp(scenario, engine_port, sipp_port, media_port)
-  local args = { "-sf", scenario, "-m", "1", "-l", "1", "-i", HOST, "-p", tostring(sipp_port),
-                 "-mi", HOST, "-mp", tostring(media_port), "-nostdin", "-timeout", "20s",
-                 "-timeout_error", "-trace_err", "-error_file", os.tmpname(), HOST .. ":" .. engine_port }
-  return process.run(SIPP, args, { timeout = 30 })
-end
-
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 10, function()
-    while not pred() do task.sleep(0.01) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
-end
-
-local function pending_if_no_sipp()
-  if not HAVE_SIPP then
-    pending("sipp is not installed (apt-get install sip-tester)")
-    return true
-  end
-end
+local HOST = sipp.HOST
+local eventually = sipp.eventually
+local ports = sipp.ports(25060)
 
 -- uac_auth.xml with the password and the final code put in
 local function auth_scenario(password, final)
@@ -54,13 +26,13 @@ describe("SIP digest auth as a UAS, with sipp", function()
   -- sipp 3.6 computes MD5 only and answers the first WWW-Authenticate: with
   -- SHA-256 first (RFC 8760) it gives up; algorithms = { "MD5" } serves it
   it("SHA-256 is offered first: sipp (MD5 only) cannot answer it", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local called = false
     local listener = assert(sip.listen({ host = HOST, port = port,
       auth = { users = { alice = "secret" } }, handler = function() called = true end }))
     local f = auth_scenario("secret", 200)
-    local code, out, err = sipp(f, port, sipp_port, media_port)
+    local code, out, err = sipp.call(f, port, sipp_port, media_port)
     os.remove(f)
     listener:close()
     assert.not_equal(0, code)
@@ -69,7 +41,7 @@ describe("SIP digest auth as a UAS, with sipp", function()
   end))
 
   it("MD5 only: challenges, takes sipp's retry with alice's password, runs the handler", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = {}
     local listener = assert(sip.listen({ host = HOST, port = port,
@@ -83,7 +55,7 @@ describe("SIP digest auth as a UAS, with sipp", function()
         seen.state = { call:state() }
       end }))
     local f = auth_scenario("secret", 200)
-    local code, out, err = sipp(f, port, sipp_port, media_port)
+    local code, out, err = sipp.call(f, port, sipp_port, media_port)
     os.remove(f)
     listener:close()
     assert.equal(0, code, (out or "") .. (err or ""))
@@ -95,14 +67,14 @@ describe("SIP digest auth as a UAS, with sipp", function()
   end))
 
   it("a wrong password gets 403 and the handler never runs", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local called = false
     local listener = assert(sip.listen({ host = HOST, port = port,
       auth = { users = function(name) return name == "alice" and "secret" or nil end, algorithms = { "MD5" } },
       handler = function() called = true end }))
     local f = auth_scenario("not-the-secret", 403)
-    local code, out, err = sipp(f, port, sipp_port, media_port)
+    local code, out, err = sipp.call(f, port, sipp_port, media_port)
     os.remove(f)
     listener:close()
     assert.equal(0, code, (out or "") .. (err or ""))
@@ -110,11 +82,11 @@ describe("SIP digest auth as a UAS, with sipp", function()
   end))
 
   it("OPTIONS is not challenged", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, auth = { users = { alice = "secret" } } }))
-    local f = files.tmpfile((files.slurp("spec/sipp/uac_options.xml"):gsub("EXPECTED_CODE", "200")))
-    local code, _, err = sipp(f, port, sipp_port, media_port)
+    local f = sipp.scenario("uac_options.xml", { EXPECTED_CODE = "200" })
+    local code, _, err = sipp.call(f, port, sipp_port, media_port)
     os.remove(f)
     listener:close()
     assert.equal(0, code, err)
@@ -123,7 +95,7 @@ end)
 
 describe("the INVITE's headers in the handler, with sipp", function()
   it("reads X- headers, repeated ones, and compact forms", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call, ctx)
@@ -141,7 +113,7 @@ describe("the INVITE's headers in the handler, with sipp", function()
       }
       assert(call:reject(486))
     end }))
-    local code, _, err = sipp("spec/sipp/uac_headers.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_headers.xml", port, sipp_port, media_port)
     listener:close()
     assert.equal(0, code, err)
     eventually(function() return seen end, 5, "the handler")

@@ -4,42 +4,28 @@
 local rt = require "runtime_helper"
 local task = require "moonline.task"
 local sip = require "moonline.sip"
-local process = require "support.process"
+local sipp = require "support.sipp"
 
-local SIPP = "/usr/bin/sipp"
-local HAVE_SIPP = io.open(SIPP) ~= nil
-local HOST = "127.0.0.1"
-local next_port = 17060 + (os.time() % 100) * 10
+local HOST = sipp.HOST
+local ports = sipp.ports(17060, { spread = 10, step = 3, offsets = { 0, 1 } }) -- sipp SIP, sipp media
 
-local function ports()
-  next_port = next_port + 3
-  return next_port, next_port + 1
-end
-
--- start sipp as the callee in the background; returns a task to wait on
+-- start sipp as the callee in the background; returns a task for sipp_result
 local function callee(scenario, port, media_port)
-  local t = task.spawn_supervised(function()
-    return process.run(SIPP, { "-sf", scenario, "-m", "1", "-i", HOST, "-p", tostring(port), "-mi", HOST,
-                               "-mp", tostring(media_port), "-nostdin", "-timeout", "20s", "-timeout_error" },
-                       { timeout = 30 })
-  end)
-  task.sleep(0.3) -- sipp binds its socket
-  return t
+  return sipp.start(scenario, port, media_port, { trace = false })
 end
 
 local function sipp_result(t)
-  local ok, code, _, err = t:wait()
-  assert(ok, tostring(code))
+  local code, _, err = sipp.wait(t)
   return code, err
 end
 
 describe("outbound calls against sipp", function()
   before_each(function()
-    if not HAVE_SIPP then pending("sipp is not installed (apt-get install sip-tester)") end
+    sipp.pending_if_missing(pending)
   end)
 
   it("dials, gets answered, exchanges RTP, hangs up with BYE", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local peer = callee("spec/sipp/uas_answer.xml", port, media_port)
     local call = assert(sip.dial(("sip:bob@%s:%d"):format(HOST, port), { headers = { ["X-Case"] = "42" } }))
@@ -56,7 +42,7 @@ describe("outbound calls against sipp", function()
   end))
 
   it("a busy callee: nil, 'rejected', 486", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local peer = callee("spec/sipp/uas_busy.xml", port, media_port)
     local call, why, status = sip.dial(("sip:bob@%s:%d"):format(HOST, port))
@@ -68,7 +54,7 @@ describe("outbound calls against sipp", function()
   end))
 
   it("no answer: the ringing timeout sends CANCEL", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local peer = callee("spec/sipp/uas_no_answer.xml", port, media_port)
     local t0 = task.now()
@@ -82,7 +68,7 @@ describe("outbound calls against sipp", function()
   end))
 
   it("answers a digest challenge (401, qop=auth) with the trunk's credentials", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local peer = callee("spec/sipp/uas_auth.xml", port, media_port)
     local call = assert(sip.dial("agent", {
@@ -96,7 +82,7 @@ describe("outbound calls against sipp", function()
   end))
 
   it("registers with digest auth, refreshes before the lease ends, unregisters on close", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local registrar = callee("spec/sipp/uas_registrar.xml", port, media_port)
     sip.serve({ host = HOST, port = port + 100 }, function(listener)
@@ -114,7 +100,7 @@ describe("outbound calls against sipp", function()
   end))
 
   it("a dialing task that is cancelled while ringing sends CANCEL (its scope closes the call)", rt.run(function()
-    if not HAVE_SIPP then return end
+    if not sipp.available then return end
     local port, media_port = ports()
     local peer = callee("spec/sipp/uas_no_answer.xml", port, media_port)
     local dialer = task.spawn(function()

@@ -10,70 +10,29 @@
 local rt = require "runtime_helper"
 local task = require "moonline.task"
 local sip = require "moonline.sip"
-local process = require "support.process"
-local files = require "support.files"
+local sipp = require "support.sipp"
 
-local SIPP = "/usr/bin/sipp"
-local HAVE_SIPP = io.open(SIPP) ~= nil
-local HOST = "127.0.0.1"
-local next_port = 19060 + (os.time() % 100) * 20
-
+local HOST = sipp.HOST
+local scenario, eventually = sipp.scenario, sipp.eventually
 -- engine SIP, sipp SIP, sipp media (sipp takes media .. media + 3); the
 -- REFER cases put a second sipp at +10
-local function ports()
-  next_port = next_port + 20
-  return next_port, next_port + 1, next_port + 4
-end
+local ports = sipp.ports(19060, { step = 20, offsets = { 0, 1, 4 } })
 
--- a scenario with placeholders filled in: a temporary file
-local function scenario(name, subst)
-  local xml = files.slurp("spec/sipp/" .. name)
-  for k, v in pairs(subst or {}) do xml = xml:gsub(k, v) end
-  return files.tmpfile(xml)
-end
-
--- sipp in the background; returns a task whose result is sipp's exit code
--- and stderr. target: "host:port" to call (UAC), nil to wait for a call (UAS).
--- extra: more sipp options (a list).
+-- sipp on a scenario (a temporary file: removed once sipp has ended) in the
+-- background: a task for sipp_ok. target: "host:port" to call (UAC), nil to
+-- wait for a call (UAS). extra: more sipp options (a list).
 local function start_sipp(file, sipp_port, media_port, target, extra)
-  local args = { "-sf", file, "-m", "1", "-i", HOST, "-p", tostring(sipp_port), "-mi", HOST,
-                 "-mp", tostring(media_port), "-nostdin", "-timeout", "25s", "-timeout_error",
-                 "-trace_err", "-error_file", os.tmpname() }
-  for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-  if target then args[#args + 1] = target end
-  local t = task.spawn_supervised(function()
-    local code, _, err = process.run(SIPP, args, { timeout = 35 })
-    os.remove(file)
-    return code, err
-  end)
-  if not target then task.sleep(0.3) end -- sipp binds its socket
-  return t
+  return sipp.start(file, sipp_port, media_port, { timeout = 25, target = target, extra = extra, tmp = true })
 end
 
 local function sipp_ok(t)
-  local ok, code, err = t:wait()
-  assert(ok, tostring(code))
+  local code, _, err = sipp.wait(t)
   assert.equal(0, code, err)
-end
-
-local function pending_if_no_sipp()
-  if not HAVE_SIPP then
-    pending("sipp is not installed (apt-get install sip-tester)")
-    return true
-  end
-end
-
--- wait until pred() holds, at most `seconds`
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 10, function()
-    while not pred() do task.sleep(0.01) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
 end
 
 describe("mid-call features against sipp", function()
   it("holds the callee it dialed (sendonly, next o= version) and resumes (sendrecv)", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, _, media_port = ports()
     local peer = start_sipp(scenario("uas_hold.xml"), port, media_port)
     local call = assert(sip.dial(("sip:bob@%s:%d"):format(HOST, port)))
@@ -97,7 +56,7 @@ describe("mid-call features against sipp", function()
   end))
 
   it("glare: a re-INVITE while ours is out gets 491; ours, refused with 491, goes again", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = {}
     sip.serve({ host = HOST, port = port, handler = function(call)
@@ -126,7 +85,7 @@ describe("mid-call features against sipp", function()
   -- reports its outcome: 200 when it answers, its status when it refuses
   for _, case in ipairs({ { "uas_answer.xml", "200 OK", 200 }, { "uas_busy.xml", "486 Busy Here", 486 } }) do
     it("a REFER from the caller: 202, NOTIFY 100, dials the target, final NOTIFY " .. case[3], rt.run(function()
-      if pending_if_no_sipp() then return end
+      if sipp.pending_if_missing(pending) then return end
       local port, sipp_port, media_port = ports()
       local target_port, target_media = sipp_port + 10, media_port + 10
       local target_uri = ("sip:human@%s:%d"):format(HOST, target_port)
@@ -166,7 +125,7 @@ describe("mid-call features against sipp", function()
 
   it("REFERs refused: no Refer-To 400, two 400, declined by the script 603, outside a dialog 481",
      rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = {}
     sip.serve({ host = HOST, port = port, handler = function(call)
@@ -189,7 +148,7 @@ describe("mid-call features against sipp", function()
   end))
 
   it("a REFER the script never looks at is declined (603) when the call ends", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     sip.serve({ host = HOST, port = port, handler = function(call)
       assert(call:answer())
@@ -204,7 +163,7 @@ describe("mid-call features against sipp", function()
   end))
 
   it("session refreshes (re-INVITE same SDP, UPDATE, re-INVITE without SDP) change nothing", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local samples, info = {}, nil
     sip.serve({ host = HOST, port = port, handler = function(call)
@@ -236,7 +195,7 @@ describe("mid-call features against sipp", function()
   -- on the virtual clock.)
   it("the 200 to a re-INVITE comes again until the ACK; a second re-INVITE meanwhile gets 500",
      rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = { held = false }
     sip.serve({ host = HOST, port = port, handler = function(call)
@@ -259,7 +218,7 @@ describe("mid-call features against sipp", function()
   end))
 
   it("a re-offer refused with 488 leaves the caller's previous SDP in place", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local samples = {}
     sip.serve({ host = HOST, port = port, handler = function(call)

@@ -5,55 +5,19 @@
 local rt = require "runtime_helper"
 local task = require "moonline.task"
 local sip = require "moonline.sip"
-local process = require "support.process"
+local sipp = require "support.sipp"
 local files = require "support.files"
 local audio = require "support.audio"
 local pcap = require "support.pcap"
 local uv = require "luv"
 
-local SIPP = "/usr/bin/sipp"
-local HAVE_SIPP = io.open(SIPP) ~= nil
-local HOST = "127.0.0.1"
-local next_port = 15060 + (os.time() % 100) * 20
-
-local function ports()
-  next_port = next_port + 4
-  return next_port, next_port + 1, next_port + 2
-end
-
--- sipp(scenario, engine_port, opts) -> exit code, stdout, stderr
-local function sipp(scenario, engine_port, sipp_port, media_port, opts)
-  opts = opts or {}
-  local args = { "-sf", scenario, "-m", tostring(opts.calls or 1), "-l", tostring(opts.limit or 1),
-                 "-i", HOST, "-p", tostring(sipp_port), "-mi", HOST, "-mp", tostring(media_port),
-                 "-nostdin", "-timeout", tostring(opts.timeout or 20) .. "s", "-timeout_error",
-                 "-trace_err", "-error_file", os.tmpname() }
-  if opts.rate then
-    args[#args + 1] = "-r"
-    args[#args + 1] = tostring(opts.rate)
-  end
-  args[#args + 1] = HOST .. ":" .. engine_port
-  return process.run(SIPP, args, { timeout = (opts.timeout or 20) + 10 })
-end
-
--- wait until pred() holds, at most `seconds` (every wait in a spec is bounded)
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 10, function()
-    while not pred() do task.sleep(0.01) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
-end
-
-local function pending_if_no_sipp()
-  if not HAVE_SIPP then
-    pending("sipp is not installed (apt-get install sip-tester)")
-    return true
-  end
-end
+local HOST = sipp.HOST
+local eventually = sipp.eventually
+local ports = sipp.ports(15060)
 
 describe("SIP interop with sipp", function()
   it("answers a call, exchanges G.711 RTP both ways, ends on the caller's BYE", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = {}
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
@@ -65,7 +29,7 @@ describe("SIP interop with sipp", function()
       seen.state = { call:state() }
       seen.rtp = call:rtp_stats()
     end }))
-    local code, _, err = sipp("spec/sipp/uac_call.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_call.xml", port, sipp_port, media_port)
     listener:close() -- stop accepting; the call in progress finishes
     assert.equal(0, code, err)
     eventually(function() return seen.state end, 10, "the handler to see the end of the call")
@@ -79,18 +43,18 @@ describe("SIP interop with sipp", function()
   end))
 
   it("rejects with the code the script chooses", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
       assert(call:reject(486))
     end }))
-    local code, _, err = sipp("spec/sipp/uac_rejected.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_rejected.xml", port, sipp_port, media_port)
     listener:close() -- stop accepting; the call in progress finishes
     assert.equal(0, code, err)
   end))
 
   it("hangs up itself: BYE to the caller", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local ended
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
@@ -101,7 +65,7 @@ describe("SIP interop with sipp", function()
       call:wait("ended")
       ended = { call:state() }
     end }))
-    local code, _, err = sipp("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
     listener:close() -- stop accepting; the call in progress finishes
     assert.equal(0, code, err)
     eventually(function() return ended end, 10, "the end of the call")
@@ -109,7 +73,7 @@ describe("SIP interop with sipp", function()
   end))
 
   it("a handler that ends without hanging up hangs up by its scope", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
       assert(call:answer())
@@ -117,13 +81,13 @@ describe("SIP interop with sipp", function()
       task.sleep(0.3)
       error("the agent script broke") -- the call is closed by the scope: BYE
     end }))
-    local code, _, err = sipp("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_wait_bye.xml", port, sipp_port, media_port)
     listener:close() -- stop accepting; the call in progress finishes
     assert.equal(0, code, err)
   end))
 
   it("CANCEL while ringing: 200 for the CANCEL, 487 for the INVITE", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local result
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
@@ -131,7 +95,7 @@ describe("SIP interop with sipp", function()
       call:wait("ended")
       result = { call:state() }
     end }))
-    local code, _, err = sipp("spec/sipp/uac_cancel.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_cancel.xml", port, sipp_port, media_port)
     -- sipp checked the 200 for the CANCEL and the 487 for the INVITE. A
     -- handler sees the call only if it took it before the CANCEL came (on a
     -- slow machine the call may end while still queued: then nobody does).
@@ -142,7 +106,7 @@ describe("SIP interop with sipp", function()
   end))
 
   it("hold (re-INVITE sendonly) stops our audio; resume starts it again", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local samples = {}
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
@@ -155,7 +119,7 @@ describe("SIP interop with sipp", function()
         task.sleep(0.1)
       end
     end }))
-    local code, _, err = sipp("spec/sipp/uac_hold.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_hold.xml", port, sipp_port, media_port)
     listener:close()
     assert.equal(0, code, err) -- sipp checked recvonly, then sendrecv, in our answers
     local held, sent_while_held, first_held_tx, resumed = 0, 0, nil, false
@@ -175,7 +139,7 @@ describe("SIP interop with sipp", function()
 
   for _, case in ipairs({ { "SIP/2.0 200 OK", true, 200 }, { "SIP/2.0 486 Busy Here", nil, 486 } }) do
     it("cold transfer (REFER, NOTIFY sipfrag) reports " .. case[3], rt.run(function()
-      if pending_if_no_sipp() then return end
+      if sipp.pending_if_missing(pending) then return end
       local port, sipp_port, media_port = ports()
       local outcome
       local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
@@ -184,8 +148,8 @@ describe("SIP interop with sipp", function()
         outcome = { call:transfer("sip:human@127.0.0.1:5099", { referred_by = "sip:agent@127.0.0.1" }) }
         call:wait("ended") -- the caller hangs up after the transfer
       end }))
-      local f = files.tmpfile((files.slurp("spec/sipp/uac_refer.xml"):gsub("FINAL_FRAG", case[1])))
-      local code, _, err = sipp(f, port, sipp_port, media_port)
+      local f = sipp.scenario("uac_refer.xml", { FINAL_FRAG = case[1] })
+      local code, _, err = sipp.call(f, port, sipp_port, media_port)
       os.remove(f)
       listener:close()
       assert.equal(0, code, err)
@@ -195,14 +159,14 @@ describe("SIP interop with sipp", function()
   end
 
   it("answers OPTIONS with 200, and 503 while draining", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port }))
     local xml = files.slurp("spec/sipp/uac_options.xml")
     for _, expected in ipairs({ 200, 503 }) do
       listener:set_draining(expected == 503)
       local f = files.tmpfile((xml:gsub("EXPECTED_CODE", tostring(expected))))
-      local code, _, err = sipp(f, port, sipp_port, media_port)
+      local code, _, err = sipp.call(f, port, sipp_port, media_port)
       os.remove(f)
       assert.equal(0, code, ("OPTIONS expecting %d: %s"):format(expected, err))
     end
@@ -210,7 +174,7 @@ describe("SIP interop with sipp", function()
   end))
 
   it("keeps serving a good call while garbage and truncated datagrams arrive", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, handler = function(call)
       assert(call:answer())
@@ -231,7 +195,7 @@ describe("SIP interop with sipp", function()
         task.sleep(0.01)
       end
     end)
-    local code, _, err = sipp("spec/sipp/uac_call.xml", port, sipp_port, media_port)
+    local code, _, err = sipp.call("spec/sipp/uac_call.xml", port, sipp_port, media_port)
     spammer:wait()
     local stats = listener:stats() -- before the close: a closed listener has no stats
     listener:close()
@@ -240,7 +204,7 @@ describe("SIP interop with sipp", function()
   end))
 
   it("takes 30 ms G.711 from sipp through the jitter buffer into a room, answers at 30 ms", rt.run(function()
-    if pending_if_no_sipp() then return end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local HZ, LEVEL = 700, 0.3
     local capture = os.tmpname()
@@ -259,7 +223,7 @@ describe("SIP interop with sipp", function()
       call:wait("ended")
       seen.rtp = call:rtp_stats()
     end }))
-    local code, _, err = sipp(scenario, port, sipp_port, media_port)
+    local code, _, err = sipp.call(scenario, port, sipp_port, media_port)
     listener:close()
     os.remove(capture)
     os.remove(scenario)

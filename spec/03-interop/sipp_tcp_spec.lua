@@ -7,42 +7,20 @@
 local rt = require "runtime_helper"
 local task = require "moonline.task"
 local sip = require "moonline.sip"
-local process = require "support.process"
+local sipp = require "support.sipp"
 
-local SIPP = "/usr/bin/sipp"
-local HAVE_SIPP = io.open(SIPP) ~= nil
-local HOST = "127.0.0.1"
-local next_port = 19060 + (os.time() % 100) * 20
-
-local function ports()
-  next_port = next_port + 4
-  return next_port, next_port + 1, next_port + 2
-end
+local HOST = sipp.HOST
+local eventually = sipp.eventually
+local ports = sipp.ports(19060)
 
 -- sipp over TCP as the caller -> exit code, stdout, stderr
 local function sipp_uac(scenario, engine_port, sipp_port, media_port)
-  return process.run(SIPP, { "-sf", scenario, "-t", "t1", "-m", "1", "-l", "1", "-i", HOST, "-p",
-                             tostring(sipp_port), "-mi", HOST, "-mp", tostring(media_port), "-nostdin",
-                             "-timeout", "20s", "-timeout_error", "-trace_err", "-error_file", os.tmpname(),
-                             HOST .. ":" .. engine_port }, { timeout = 30 })
+  return sipp.call(scenario, engine_port, sipp_port, media_port, { transport = "t1" })
 end
 
--- sipp over TCP as the callee, in the background: a task to wait on
+-- sipp over TCP as the callee, in the background: a task for sipp.wait
 local function sipp_uas(scenario, port, media_port)
-  local t = task.spawn_supervised(function()
-    return process.run(SIPP, { "-sf", scenario, "-t", "t1", "-m", "1", "-i", HOST, "-p", tostring(port),
-                               "-mi", HOST, "-mp", tostring(media_port), "-nostdin", "-timeout", "20s",
-                               "-timeout_error" }, { timeout = 30 })
-  end)
-  task.sleep(0.3) -- sipp binds its socket
-  return t
-end
-
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 10, function()
-    while not pred() do task.sleep(0.01) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
+  return sipp.start(scenario, port, media_port, { transport = "t1", trace = false })
 end
 
 local function options(port, n, extra)
@@ -99,7 +77,7 @@ end
 
 describe("SIP over TCP", function()
   it("answers a call from sipp over TCP: tone, RTP both ways, the caller's BYE", rt.run(function()
-    if not HAVE_SIPP then return pending("sipp is not installed") end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local seen = {}
     local listener = assert(sip.listen({ host = HOST, port = port, transport = "both", handler = function(call)
@@ -126,7 +104,7 @@ describe("SIP over TCP", function()
   end))
 
   it("hangs up itself: the BYE goes over TCP on the caller's connection", rt.run(function()
-    if not HAVE_SIPP then return pending("sipp is not installed") end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local ended
     -- the call outlasts the idle timeout: its connection must stay for the BYE
@@ -147,7 +125,7 @@ describe("SIP over TCP", function()
   end))
 
   it("dials sipp over TCP (trunk transport = tcp): answered, RTP, BYE", rt.run(function()
-    if not HAVE_SIPP then return pending("sipp is not installed") end
+    if sipp.pending_if_missing(pending) then return end
     local port, media_port = ports()
     local peer = sipp_uas("spec/sipp/uas_answer_tcp.xml", port, media_port)
     local call = assert(sip.dial("bob", { trunk = { host = HOST, port = port, transport = "tcp" } }))
@@ -159,8 +137,7 @@ describe("SIP over TCP", function()
     call:wait("ended")
     assert.same({ "ended", "local hangup", 0 }, { call:state() })
     call:close()
-    local ok, code, _, err = peer:wait()
-    assert(ok, tostring(code))
+    local code, _, err = sipp.wait(peer)
     assert.equal(0, code, err)
   end))
 
@@ -205,7 +182,7 @@ describe("SIP over TCP", function()
   end))
 
   it("a stream without Content-Length gets 400 and is closed; others go on", rt.run(function()
-    if not HAVE_SIPP then return pending("sipp is not installed") end
+    if sipp.pending_if_missing(pending) then return end
     local port, sipp_port, media_port = ports()
     local listener = assert(sip.listen({ host = HOST, port = port, transport = "both", handler = function(call)
       assert(call:answer())

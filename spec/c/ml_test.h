@@ -3,7 +3,12 @@
  *   CHECK(cond)            counts a pass or prints file:line and counts a failure
  *   CHECK_EQ(a, b)         integers (compared as long long), prints both values
  *   CHECK_STR(a, b)        C strings
+ *   REQUIRE(cond)          in main: a broken precondition ends the test (returns 2)
+ *   MUST(cond)             the same outside main (exit(2))
  *   ML_TEST_DONE("name")   prints "name: N passed, M failed" and returns the exit code
+ *
+ * and helpers: now_ns() (monotonic ns), rng() (fixed-seed), goertzel() (the
+ * power of a tone in a signal).
  *
  * A failed check does not stop the test: later checks still run, so one run
  * shows every broken expectation. Loops over thousands of items should fold
@@ -12,8 +17,10 @@
 #ifndef ML_TEST_H
 #define ML_TEST_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -33,6 +40,18 @@ static inline uint64_t rng(void)
   ml_test_rng_state ^= ml_test_rng_state << 25;
   ml_test_rng_state ^= ml_test_rng_state >> 27;
   return ml_test_rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+/* Goertzel: the power of x[0 .. n) at hz (sampled at rate), normalised by n² */
+static inline double goertzel(const int16_t *x, size_t n, double hz, double rate)
+{
+  double w = 2 * M_PI * hz / rate, c = 2 * cos(w), s1 = 0, s2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    double s = x[i] + c * s1 - s2;
+    s2 = s1;
+    s1 = s;
+  }
+  return (s1 * s1 + s2 * s2 - c * s1 * s2) / ((double)n * (double)n);
 }
 
 static int ml_test_passed, ml_test_failed;
@@ -82,6 +101,15 @@ static const char *ml_test_current = "?";
       fprintf(stderr, "%s:%d: [%s] REQUIRE failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);       \
       fflush(stderr);                                                                                        \
       return 2;                                                                                              \
+    }                                                                                                        \
+  } while (0)
+
+/* REQUIRE outside main: a broken precondition ends the binary */
+#define MUST(cond)                                                                                           \
+  do {                                                                                                       \
+    if (!(cond)) {                                                                                           \
+      fprintf(stderr, "%s:%d: [%s] MUST failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);          \
+      exit(2);                                                                                               \
     }                                                                                                        \
   } while (0)
 

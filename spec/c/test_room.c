@@ -18,15 +18,6 @@
 
 #define MS 1000000ull
 
-/* REQUIRE outside main: a broken precondition ends the binary */
-#define MUST(cond)                                                                                           \
-  do {                                                                                                       \
-    if (!(cond)) {                                                                                           \
-      fprintf(stderr, "%s:%d: [%s] MUST failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);          \
-      exit(2);                                                                                               \
-    }                                                                                                        \
-  } while (0)
-
 /* ---- a fake member: publishes a constant, records what it hears ------------ */
 
 typedef struct fake {
@@ -387,18 +378,6 @@ static void test_free_kicks(ml_loop *loop)
 }
 
 /* ---- tracks ------------------------------------------------------------------- */
-
-/* Goertzel: power of x at hz, normalised by n² */
-static double goertzel(const int16_t *x, size_t n, double hz, double rate)
-{
-  double w = 2 * M_PI * hz / rate, c = 2 * cos(w), s1 = 0, s2 = 0;
-  for (size_t i = 0; i < n; i++) {
-    double s = x[i] + c * s1 - s2;
-    s2 = s1;
-    s1 = s;
-  }
-  return (s1 * s1 + s2 * s2 - c * s1 * s2) / ((double)n * (double)n);
-}
 
 static int done_calls;
 static ml_track *done_track;

@@ -16,15 +16,6 @@
 #include "ml_test.h"
 #include "rtp_stream.h"
 
-/* REQUIRE outside main: a broken precondition ends the binary */
-#define MUST(cond)                                                                                           \
-  do {                                                                                                       \
-    if (!(cond)) {                                                                                           \
-      fprintf(stderr, "%s:%d: [%s] MUST failed: %s\n", __FILE__, __LINE__, ml_test_current, #cond);          \
-      exit(2);                                                                                               \
-    }                                                                                                        \
-  } while (0)
-
 static ml_loop *loop;
 static int closed;
 

@@ -113,17 +113,6 @@ static long crossings(const int16_t *s, size_t from, size_t to)
   return c;
 }
 
-static double goertzel(const int16_t *x, size_t n, double hz, double rate)
-{
-  double w = 2 * M_PI * hz / rate, c = 2 * cos(w), s1 = 0, s2 = 0;
-  for (size_t i = 0; i < n; i++) {
-    double s = x[i] + c * s1 - s2;
-    s2 = s1;
-    s1 = s;
-  }
-  return (s1 * s1 + s2 * s2 - c * s1 * s2) / ((double)n * (double)n);
-}
-
 static double rms(const int16_t *s, size_t n)
 {
   double sq = 0;

@@ -14,14 +14,7 @@
 #include <strings.h>
 
 #include "digest.h"
-
-#define ASSERT(c)                                                                                            \
-  do {                                                                                                       \
-    if (!(c)) {                                                                                              \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                              \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
+#include "fuzz_check.h"
 
 #define MAX_INPUT 4096
 

@@ -7,15 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "sdp.h"
-
-#define ASSERT(c)                                                                                            \
-  do {                                                                                                       \
-    if (!(c)) {                                                                                              \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                              \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
 
 static ml_sdp offer, answer, again;
 static char out[32768];

@@ -12,15 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "sip_msg.h"
-
-#define ASSERT(c)                                                                                            \
-  do {                                                                                                       \
-    if (!(c)) {                                                                                              \
-      fprintf(stderr, "fuzz_sip: invariant failed at line %d: %s\n", __LINE__, #c);                          \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
 
 static ml_sip_msg msg, rsp;
 static char out[ML_SIP_MAX_MSG + 8192];

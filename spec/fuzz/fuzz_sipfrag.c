@@ -5,15 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "sipfrag.h"
-
-#define ASSERT(c)                                                                                            \
-  do {                                                                                                       \
-    if (!(c)) {                                                                                              \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                              \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
 
 static int view_in(ml_str s, const uint8_t *data, size_t size)
 {

@@ -14,17 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "wav.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define ASSERT(c)                                                                                            \
-  do {                                                                                                       \
-    if (!(c)) {                                                                                              \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                              \
-      abort();                                                                                               \
-    }                                                                                                        \
-  } while (0)
 
 static volatile int64_t sink;
 

@@ -33,53 +33,25 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-MOONLINE=${MOONLINE:-build/moonline}
-case "$MOONLINE" in /*) ;; *) MOONLINE="$ROOT/$MOONLINE" ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib/calls.sh
+. bench/lib/calls.sh
+TAG=b2
 MEDIA=${B2_MEDIA:-stream}
 PORT=${B2_PORT:-25060}
 QUIET=${B2_QUIET:-10}
 [ "${QUIET%.*}" -ge 5 ] || echo "b2: B2_QUIET=$QUIET: under 5 s the quiet window has too few samples" >&2
-HOST=127.0.0.1
-PCAP=/usr/share/sip-tester/g711a.pcap
-SIPP=${SIPP:-sipp}
 if [ $# -gt 0 ]; then STEPS="$*"; else STEPS=${B2_STEPS:-"50/50 200/100 500/100 1000/200 1500/300 1000/200/30 40/800/15"}; fi
+calls_check
 
-command -v "$SIPP" >/dev/null || { echo "b2: sipp not found (apt-get install sip-tester)" >&2; exit 2; }
-[ -x "$MOONLINE" ] || { echo "b2: $MOONLINE not built (cmake --build build -j2)" >&2; exit 2; }
-[ -r "$PCAP" ] || { echo "b2: $PCAP missing (sip-tester)" >&2; exit 2; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/b2.XXXXXX")
 results=${B2_RESULTS:-$work/results}
-engine_pid="" sipp_pid="" sampler_pid=""
-cleanup() {
-  for p in $sampler_pid $sipp_pid $engine_pid; do
-    kill -TERM "$p" 2>/dev/null || true
-  done
-  sleep 0.2
-  for p in $sampler_pid $sipp_pid $engine_pid; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  if [ -n "${B2_KEEP:-}" ]; then
-    mkdir -p "$B2_KEEP" && cp -r "$work"/. "$B2_KEEP"/ && echo "b2: logs in $B2_KEEP" >&2
-  fi
-  rm -rf "$work"
-}
+sampler_pid=""
+cleanup() { calls_cleanup "${B2_KEEP:-}" "$sampler_pid" "$sipp_pid" "$engine_pid"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# the scenario; for rtp_stream, the raw A-law audio of the capture (236 packets
-# of 240 bytes after Ethernet + IPv4 + UDP + RTP headers: 24 + 16 + 54 + 12)
+# the scenario
 if [ "$MEDIA" = stream ]; then
-  : >"$work/g711a.alaw"
-  for ((i = 0; i < 236; i++)); do
-    dd if="$PCAP" of="$work/g711a.alaw" iflag=skip_bytes,count_bytes skip=$((24 + i * 310 + 16 + 54)) count=240 \
-      oflag=append conv=notrunc status=none
-  done
-  sed -e 's|m=audio \[media_port\]|m=audio [rtpstream_audio_port]|' \
-    -e "s|<exec play_pcap_audio=\"$PCAP\"/>|<exec rtp_stream=\"$work/g711a.alaw,-1,8\"/>|" \
-    -e 's|<recv request="BYE" timeout="7100" ontimeout="1"/>|<recv request="BYE"/>|' \
-    bench/sipp/b2_call.xml >"$work/b2_call.xml"
-  grep -q rtp_stream "$work/b2_call.xml" || { echo "b2: could not derive the rtp_stream scenario" >&2; exit 2; }
+  calls_rtp_stream_scenario "$work/b2_call.xml"
 else
   cp bench/sipp/b2_call.xml "$work/b2_call.xml"
 fi
@@ -128,48 +100,24 @@ for step in $STEPS; do
     calls=$C
     limit=$C
   fi
-  # bounds: the engine and sipp stop on their own; the driver kills them past these
-  gen=$(awk -v n="$calls" -v r="$R" 'BEGIN { printf "%d", n / r + 1 }')
-  sipp_timeout=$(awk -v g="$gen" -v h="$hold" 'BEGIN { printf "%d", g + h + 30 }')
-  engine_max=$((sipp_timeout + 30))
+  calls_bounds "$calls" "$R" "$hold"
   echo "b2: step $step: $calls calls at $R/s, held ${hold}s, media $MEDIA (up to ${sipp_timeout}s)" >&2
 
   # shellcheck disable=SC2086 # B2_ENGINE_WRAP is a command prefix that execs (chrt -f 10, taskset -c 1)
   ${B2_ENGINE_WRAP:-} "$MOONLINE" run bench/b2_engine.lua "$HOST" "$PORT" "$hold" "$engine_max" >"$dir/engine.out" 2>"$dir/engine.err" &
   engine_pid=$!
-  for _ in $(seq 50); do grep -q "^b2 listening" "$dir/engine.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q "^b2 listening" "$dir/engine.out" || { echo "b2: the engine did not start: $(cat "$dir/engine.err")" >&2; exit 1; }
+  calls_engine_wait "$dir"
   sleep 1 # a status line before the first call: the CPU and RSS baseline
 
-  (cd "$dir" && exec "$SIPP" -sf "$work/b2_call.xml" -i "$HOST" -p $((PORT + 2)) -mi "$HOST" -mp $((PORT + 4)) \
-    -r "$R" -l "$limit" -m "$calls" -nostdin -timeout "${sipp_timeout}s" \
-    -recv_timeout $(((${hold%.*} + 20) * 1000)) -rtp_threadtasks 50 \
-    -trace_stat -stf "$dir/stat.csv" -fd 1 -trace_screen -screen_file "$dir/screen.log" \
-    -trace_err -error_file "$dir/errors.log" "$HOST:$PORT" >"$dir/sipp.out" 2>&1) &
-  sipp_pid=$!
+  calls_sipp "$dir" "$work/b2_call.xml" "$R" "$limit" "$calls" "$sipp_timeout" "$hold" \
+    -fd 1 -trace_screen -screen_file "$dir/screen.log"
   sampler "$dir/samples" &
   sampler_pid=$!
-  deadline=$((SECONDS + sipp_timeout + 15))
-  while kill -0 "$sipp_pid" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "b2: sipp overran its timeout: killing it" >&2
-      kill -TERM "$sipp_pid" 2>/dev/null || true
-      sleep 2
-      kill -KILL "$sipp_pid" 2>/dev/null || true
-    fi
-    sleep 0.5
-  done
-  sipp_rc=0
-  wait "$sipp_pid" || sipp_rc=$?
-  sipp_pid=""
+  calls_sipp_wait "$sipp_timeout"
   sleep 1.5 # the last status lines
   kill -TERM "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true
   sampler_pid=""
-  kill -TERM "$engine_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$engine_pid" 2>/dev/null || true
-  wait "$engine_pid" 2>/dev/null || true
-  engine_pid=""
+  calls_engine_stop
 
   # ---- figures ------------------------------------------------------------------
   summary=$(grep "^b2 summary" "$dir/engine.out" | tail -n 1 || true)
@@ -184,9 +132,8 @@ for step in $STEPS; do
       cat "$dir/samples"
       echo "sipphead $stat_head"
       echo "sippstat $last_stat"
-    } | awk '
+    } | awk "$CALLS_AWK_KV"'
       function kn(line, key) { return kv(line, key) + 0 }
-      function kv(line, key,   m) { if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m } return "" }
       /^step / { C = kn($0, "C"); R = kn($0, "R"); T = kn($0, "T"); hold = kn($0, "hold"); media = kv($0, "media") }
       /^b2 summary/ { S = $0 }
       /^b2 status/ {
@@ -264,10 +211,7 @@ for step in $STEPS; do
   fi
 done
 
-echo "Machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)," \
-  "$(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r);" \
-  "$("$MOONLINE" --version); $("$SIPP" -v 2>&1 | sed -n "s/^ *\(SIPp v[0-9.]*[0-9]\).*/\1/p" | head -n 1) on the same machine;" \
-  "media: $MEDIA."
+calls_machine "media: $MEDIA."
 echo
 echo "| step: C calls / R per s | sipp calls ok / failed | set-up calls/s | max concurrent | RTP pkt/s (window) | engine CPU % | CPU µs / RTP pkt (kernel %) | CPU µs / call (churn) | send lag, per-call max: p99 / max ms (calls ≥ 5 ms) | send lag per packet: p99 (≥ 5 ms) | loss % tx / rx (socket drops) | KB / call (RSS) | sipp CPU % (threads) | machine busy % |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -32,48 +32,27 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-MOONLINE=${MOONLINE:-build/moonline}
-case "$MOONLINE" in /*) ;; *) MOONLINE="$ROOT/$MOONLINE" ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib/calls.sh
+. bench/lib/calls.sh
+TAG=rooms
 PORT=${ROOMS_PORT:-25160}
 QUIET=${ROOMS_QUIET:-10}
 MODES=${ROOMS_MODES:-"none 2 5 hold"}
 REPEAT=${ROOMS_REPEAT:-1}
-HOST=127.0.0.1
-PCAP=/usr/share/sip-tester/g711a.pcap
-SIPP=${SIPP:-sipp}
 if [ $# -gt 0 ]; then STEPS="$*"; else STEPS=${ROOMS_STEPS:-"200/100 500/100 1000/200"}; fi
+calls_check
 
-command -v "$SIPP" >/dev/null || { echo "rooms: sipp not found (apt-get install sip-tester)" >&2; exit 2; }
-[ -x "$MOONLINE" ] || { echo "rooms: $MOONLINE not built (cmake --build build -j2)" >&2; exit 2; }
-[ -r "$PCAP" ] || { echo "rooms: $PCAP missing (sip-tester)" >&2; exit 2; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/rooms.XXXXXX")
 results=${ROOMS_RESULTS:-$work/results}
-engine_pid="" sipp_pid="" perf_pid=""
+perf_pid=""
 cleanup() {
-  for p in $perf_pid $sipp_pid $engine_pid; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in $sipp_pid $engine_pid; do kill -KILL "$p" 2>/dev/null || true; done
-  if [ -n "${ROOMS_KEEP:-}" ]; then
-    mkdir -p "$ROOMS_KEEP" && cp -r "$work"/. "$ROOMS_KEEP"/ && echo "rooms: logs in $ROOMS_KEEP" >&2
-  fi
-  rm -rf "$work"
+  [ -z "$perf_pid" ] || kill -TERM "$perf_pid" 2>/dev/null || true # no KILL: perf writes its data
+  calls_cleanup "${ROOMS_KEEP:-}" "$sipp_pid" "$engine_pid"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# B2's scenario with sipp's rtp_stream: the raw A-law audio of the capture
-# (236 packets of 240 bytes after Ethernet + IPv4 + UDP + RTP headers)
-: >"$work/g711a.alaw"
-for ((i = 0; i < 236; i++)); do
-  dd if="$PCAP" of="$work/g711a.alaw" iflag=skip_bytes,count_bytes skip=$((24 + i * 310 + 16 + 54)) count=240 \
-    oflag=append conv=notrunc status=none
-done
-sed -e 's|m=audio \[media_port\]|m=audio [rtpstream_audio_port]|' \
-  -e "s|<exec play_pcap_audio=\"$PCAP\"/>|<exec rtp_stream=\"$work/g711a.alaw,-1,8\"/>|" \
-  -e 's|<recv request="BYE" timeout="7100" ontimeout="1"/>|<recv request="BYE"/>|' \
-  bench/sipp/b2_call.xml >"$work/call.xml"
-grep -q rtp_stream "$work/call.xml" || { echo "rooms: could not derive the rtp_stream scenario" >&2; exit 2; }
+# B2's scenario with sipp's rtp_stream
+calls_rtp_stream_scenario "$work/call.xml"
 
 # one run: C calls at R/s into the engine in MODE; appends a `run ...` line to $results
 run_one() {
@@ -81,46 +60,24 @@ run_one() {
   mkdir -p "$dir"
   local hold gen sipp_timeout engine_max
   hold=$(awk -v c="$C" -v r="$R" -v q="$QUIET" 'BEGIN { printf "%.2f", c / r + q }')
-  gen=$(awk -v n="$C" -v r="$R" 'BEGIN { printf "%d", n / r + 1 }')
-  sipp_timeout=$(awk -v g="$gen" -v h="$hold" 'BEGIN { printf "%d", g + h + 30 }')
-  engine_max=$((sipp_timeout + 30))
+  calls_bounds "$C" "$R" "$hold"
   echo "rooms: $C calls at $R/s, mode $mode, held ${hold}s" >&2
   "$MOONLINE" run bench/rooms_engine.lua "$HOST" "$PORT" "$hold" "$engine_max" "$mode" "$C" "$QUIET" \
     "$work/hold.wav" >"$dir/engine.out" 2>"$dir/engine.err" &
   engine_pid=$!
-  for _ in $(seq 50); do grep -q "^rooms listening" "$dir/engine.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q "^rooms listening" "$dir/engine.out" || { echo "rooms: the engine did not start: $(cat "$dir/engine.err")" >&2; exit 1; }
+  calls_engine_wait "$dir"
   if [ -n "${ROOMS_PERF:-}" ]; then
     perf record -g -o "$dir/perf.data" -p "$engine_pid" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  (cd "$dir" && exec "$SIPP" -sf "$work/call.xml" -i "$HOST" -p $((PORT + 2)) -mi "$HOST" -mp $((PORT + 4)) \
-    -r "$R" -l "$C" -m "$C" -nostdin -timeout "${sipp_timeout}s" \
-    -recv_timeout $(((${hold%.*} + 20) * 1000)) -rtp_threadtasks 50 \
-    -trace_stat -stf "$dir/stat.csv" -trace_err -error_file "$dir/errors.log" "$HOST:$PORT" >"$dir/sipp.out" 2>&1) &
-  sipp_pid=$!
-  local deadline=$((SECONDS + sipp_timeout + 15)) sipp_rc=0
-  while kill -0 "$sipp_pid" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "rooms: sipp overran its timeout: killing it" >&2
-      kill -TERM "$sipp_pid" 2>/dev/null || true
-      sleep 2
-      kill -KILL "$sipp_pid" 2>/dev/null || true
-    fi
-    sleep 0.5
-  done
-  wait "$sipp_pid" || sipp_rc=$?
-  sipp_pid=""
+  calls_sipp "$dir" "$work/call.xml" "$R" "$C" "$C" "$sipp_timeout" "$hold"
+  calls_sipp_wait "$sipp_timeout"
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
     perf_pid=""
   fi
-  kill -TERM "$engine_pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$engine_pid" 2>/dev/null || true
-  wait "$engine_pid" 2>/dev/null || true
-  engine_pid=""
+  calls_engine_stop
   local head last window summary
   head=$(head -n 1 "$dir/stat.csv" 2>/dev/null || true)
   last=$(tail -n 1 "$dir/stat.csv" 2>/dev/null || true)
@@ -148,15 +105,11 @@ for ((rep = 1; rep <= REPEAT && ${#STEPS} > 0; rep++)); do
   done
 done
 
-echo "Machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)," \
-  "$(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r);" \
-  "$("$MOONLINE" --version); $("$SIPP" -v 2>&1 | sed -n "s/^ *\(SIPp v[0-9.]*[0-9]\).*/\1/p" | head -n 1) on the same machine;" \
-  "$REPEAT run(s) per row (medians)."
+calls_machine "$REPEAT run(s) per row (medians)."
 echo
 echo "| calls (at R/s) | rooms | sipp ok / failed | engine CPU % | CPU µs / member-tick | CPU µs / RTP pkt | room overhead: µs / call / 20 ms (CPU × none) | room tick lag max ms (p50 of rooms) | send lag per packet: p99 (≥ 5 ms) | KB / call (RSS) |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-grep "^run " "$results" | awk '
-  function kv(line, key,   m) { if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m } return "" }
+grep "^run " "$results" | awk "$CALLS_AWK_KV"'
   function med(key,   n, i, j, t, a) {
     n = split(vals[key], a, " ")
     for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }

@@ -20,6 +20,10 @@
 local task = require "moonline.task"
 local sip = require "moonline.sip"
 local room = require "moonline.room"
+-- bench/lib/call_stats.lua, next to this script
+package.path = debug.getinfo(1, "S").source:match("^@?(.-)[^/]*$") .. "lib/?.lua;" .. package.path
+local stats = require "call_stats"
+local rss_kb = stats.rss_kb
 
 local host = arg[1] or "127.0.0.1"
 local port = tonumber(arg[2]) or 25060
@@ -32,26 +36,9 @@ local wav = arg[8] or "/tmp/rooms_hold.wav"
 local K = mode == "hold" and 1 or tonumber(mode) -- callers per room; nil: no rooms
 assert(mode == "none" or (K and K >= 1), "rooms: MODE is none, hold or a room size")
 
-local ffi = require "ffi"
-ffi.cdef [[
-  struct rb_timeval { long tv_sec; long tv_usec; };
-  struct rb_rusage { struct rb_timeval ru_utime, ru_stime; long ru_pad[14]; };
-  int getrusage(int who, struct rb_rusage *usage);
-  int getpid(void);
-]]
-local ru = ffi.new("struct rb_rusage")
 local function cpu_us() -- user + system: this process, microseconds
-  ffi.C.getrusage(0, ru)
-  return tonumber(ru.ru_utime.tv_sec) * 1e6 + tonumber(ru.ru_utime.tv_usec)
-    + tonumber(ru.ru_stime.tv_sec) * 1e6 + tonumber(ru.ru_stime.tv_usec)
-end
-
-local function rss_kb()
-  local f = io.open("/proc/self/statm")
-  if not f then return 0 end
-  local _, res = f:read("*n", "*n")
-  f:close()
-  return (res or 0) * 4
+  local user, sys = stats.cpu_us()
+  return user + sys
 end
 
 -- hold music: 2 s of a two-note chord, 16 kHz mono s16le (the room's rate:
@@ -81,32 +68,19 @@ local st = {
   tx = 0, rx = 0, rss_base_kb = rss_kb(), rss_at_peak_kb = 0, peak_active = 0,
   t_first_answer = 0, t_last_answer = 0,
 }
-local HIST_EDGES = { "0.5", "1", "2", "3", "5", "10", "20", "inf" }
-local hist = { 0, 0, 0, 0, 0, 0, 0, 0 }
+local hist = stats.hist_new() -- per packet send lag (rtp_stats().lag_hist)
 local live = {} -- call -> true while answered
 local rooms = {} -- made in the listener's scope, so that they outlive the handlers
 
 local function add_stats(r)
   st.tx = st.tx + (r.tx_packets or 0)
   st.rx = st.rx + (r.rx_packets or 0)
-  if r.lag_hist then
-    for i = 1, 8 do hist[i] = hist[i] + (r.lag_hist[i] or 0) end
-  end
+  if r.lag_hist then stats.hist_add(hist, r.lag_hist) end
 end
 
 local function handler(call)
-  local ok, err = call:answer()
-  if not ok then
-    st.answer_failed = st.answer_failed + 1
-    io.stderr:write("rooms: answer failed: ", tostring(err), "\n")
-    return
-  end
-  local n = st.answered
-  st.answered = n + 1
-  if n == 0 then st.t_first_answer = task.now() end
-  st.t_last_answer = task.now()
-  st.active = st.active + 1
-  if st.active > st.max_active then st.max_active = st.active end
+  if not stats.answer(call, st, "rooms") then return end
+  local n = st.answered - 1 -- callers answered before this one
   live[call] = true
   task.defer(function()
     live[call] = nil
@@ -139,15 +113,7 @@ end
 -- RTP packets so far (ended calls and live ones) and member-ticks per room,
 -- 50 calls at a time so that this does not hold up the packets
 local function snapshot()
-  local tx, rx, list = 0, 0, {}
-  for c in pairs(live) do list[#list + 1] = c end
-  for i, c in ipairs(list) do
-    if i % 50 == 0 then task.yield() end
-    if live[c] then
-      local r = c:rtp_stats()
-      tx, rx = tx + (r.tx_packets or 0), rx + (r.rx_packets or 0)
-    end
-  end
+  local tx, rx = stats.live_rtp(live)
   local ticks, members = {}, 0
   for i, r in ipairs(rooms) do
     local s = r:stats()
@@ -172,11 +138,10 @@ local function measure_window()
     member_ticks = member_ticks + d * r:stats().members
   end
   local dt, dcpu = b.t - a.t, b.cpu - a.cpu
-  io.stdout:write(("rooms window mode=%s seconds=%.3f active=%d rooms_live=%d members=%d cpu_us=%d pkts=%d "
-    .. "room_ticks=%d member_ticks=%d cpu_pct=%.1f\n")
+  stats.emit(("rooms window mode=%s seconds=%.3f active=%d rooms_live=%d members=%d cpu_us=%d pkts=%d "
+    .. "room_ticks=%d member_ticks=%d cpu_pct=%.1f")
     :format(mode, dt, st.active, #rooms > 0 and math.ceil(st.active / K) or 0, b.members, dcpu, b.pkts - a.pkts,
       room_ticks, member_ticks, dcpu / dt / 1e4))
-  io.stdout:flush()
 end
 
 local function summary()
@@ -194,21 +159,15 @@ local function summary()
     end
   end
   table.sort(lags)
-  local total, acc, p99 = 0, 0, nil
-  for i = 1, 8 do total = total + hist[i] end
-  for i = 1, 8 do
-    acc = acc + hist[i]
-    if not p99 and total > 0 and acc >= 0.99 * total then p99 = HIST_EDGES[i] end
-  end
-  io.stdout:write(("rooms summary mode=%s answered=%d answer_failed=%d join_failed=%d ended=%d max_active=%d "
+  local total, p99, _, over_5ms_pct = stats.hist_figures(hist)
+  stats.emit(("rooms summary mode=%s answered=%d answer_failed=%d join_failed=%d ended=%d max_active=%d "
     .. "rooms_used=%d room_tick_lag_max_ms=%.3f room_tick_lag_p50_ms=%.3f late_ticks=%d "
     .. "lag_hist=%s lag_pkt_p99_below_ms=%s lag_pkt_over_5ms_pct=%.3f "
-    .. "rss_base_kb=%d rss_at_peak_kb=%d peak_active=%d\n")
+    .. "rss_base_kb=%d rss_at_peak_kb=%d peak_active=%d")
     :format(mode, st.answered, st.answer_failed, st.join_failed, st.ended, st.max_active,
-      nr, lag_max, #lags > 0 and lags[math.max(1, math.ceil(#lags / 2))] or 0, late,
-      table.concat(hist, ","), p99 or "n/a", total > 0 and 100 * (hist[6] + hist[7] + hist[8]) / total or 0,
+      nr, lag_max, stats.pct(lags, 0.5), late,
+      table.concat(hist, ","), total > 0 and p99 or "n/a", over_5ms_pct,
       st.rss_base_kb, st.rss_at_peak_kb, st.peak_active))
-  io.stdout:flush()
 end
 
 sip.serve({ host = host, port = port, handler = handler }, function()
@@ -220,15 +179,12 @@ sip.serve({ host = host, port = port, handler = handler }, function()
   st.rss_base_kb = rss_kb()
   task.defer(summary) -- SIGTERM cancels the root scope
   task.spawn("window", measure_window)
-  io.stdout:write(("rooms listening %s:%d mode=%s hold=%gs calls=%d quiet=%gs pid=%d\n")
-    :format(host, port, mode, hold, calls_wanted, quiet, ffi.C.getpid()))
-  io.stdout:flush()
-  local start = task.now()
-  while task.now() - start < max_seconds do
-    task.sleep(1)
+  stats.emit(("rooms listening %s:%d mode=%s hold=%gs calls=%d quiet=%gs pid=%d")
+    :format(host, port, mode, hold, calls_wanted, quiet, stats.getpid()))
+  stats.each_second(max_seconds, function()
     local rss = rss_kb()
     if st.active > 0 and st.active >= st.peak_active then
       st.peak_active, st.rss_at_peak_kb = st.active, rss
     end
-  end
+  end)
 end)

@@ -23,7 +23,6 @@
 #include "ml_bind.h"
 #include "room.h"
 #include "track.h"
-#include "wav.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "endpoint audio is copied as s16le: port the byte order first"
@@ -284,20 +283,19 @@ static int l_room_clip(lua_State *L)
   room_res *rr = check_room(L, 1);
   const char *path = luaL_checkstring(L, 2);
   int loop = lua_toboolean(L, 3);
-  int16_t *samples;
-  size_t n;
   char err[256];
-  if (ml_wav_load(path, ML_MIX_RATE, &samples, &n, err, sizeof err) != 0) {
+  ml_clip *clip = ml_clip_load(path, ML_MIX_RATE, err, sizeof err); /* shared with other tracks of it */
+  if (!clip) {
     lua_pushboolean(L, 0);
     lua_pushstring(L, err);
     return 2;
   }
   track_res *tr = calloc(1, sizeof *tr);
   if (!tr) {
-    free(samples);
+    ml_clip_unref(clip);
     return luaL_error(L, "out of memory");
   }
-  ml_track_init_clip(&tr->track, samples, n, loop);
+  ml_track_init_shared(&tr->track, clip, loop);
   track_open(L, t, rr, tr);
   return 1;
 }

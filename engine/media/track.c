@@ -67,19 +67,27 @@ void ml_track_init_tone(ml_track *t, double hz, double level, double seconds)
   }
 }
 
-void ml_track_init_clip(ml_track *t, int16_t *samples, size_t n, int loop)
+void ml_track_init_shared(ml_track *t, ml_clip *clip, int loop)
 {
   memset(t, 0, sizeof *t);
   ml_room_member_init(&t->member, &clip_ops, 0);
-  t->clip = samples;
-  t->clip_len = n;
+  t->shared = clip;
+  t->clip = clip ? clip->samples : NULL;
+  t->clip_len = clip ? clip->len : 0;
   t->loop = loop;
+}
+
+void ml_track_init_clip(ml_track *t, int16_t *samples, size_t n, int loop)
+{
+  /* out of memory: an empty clip (it ends at once, or is silence looped) */
+  ml_track_init_shared(t, ml_clip_new(samples, n), loop);
 }
 
 void ml_track_release(ml_track *t)
 {
   ml_room_leave(&t->member);
-  free(t->clip);
+  ml_clip_unref(t->shared);
+  t->shared = NULL;
   t->clip = NULL;
   t->clip_len = 0;
 }

@@ -289,7 +289,9 @@ ml_room_member *ml_rtp_stream_room_member(ml_rtp_stream *s)
     }
     return &s->member;
   }
-  ml_jitter_config jc = {.clock_rate = LEG_RATE, .ptime_ms = s->cfg.ptime_ms};
+  /* 16 slots hold 320 ms at 20 ms (480 at 30), past the 200 ms delay cap:
+   * half the default ring, 8 KB per leg instead of 16 */
+  ml_jitter_config jc = {.clock_rate = LEG_RATE, .ptime_ms = s->cfg.ptime_ms, .capacity = 16};
   s->jb = ml_jitter_create(&jc);
   s->up = ml_resampler_create(LEG_RATE, ML_MIX_RATE, ML_RESAMPLE_QUALITY);
   s->down = ml_resampler_create(ML_MIX_RATE, LEG_RATE, ML_RESAMPLE_QUALITY);

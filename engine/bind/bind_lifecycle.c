@@ -116,9 +116,7 @@ static int l_wait(lua_State *L)
     lua_pushinteger(L, state);
     return 2;
   }
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&o->waiters, t, o->res.type->name);
-  return lua_yield(L, 0);
+  return ml_bind_park(L, t, &o->waiters, o->res.type->name);
 }
 
 int ml_open_lifecycle(lua_State *L)

@@ -162,13 +162,9 @@ static int l_room_data_wait(lua_State *L)
   room_res *rr = (room_res *)ml_box_get(L, 1, ROOM_MT);
   ml_task *t = ml_bind_wait_task(L, "room data:recv");
   if (!rr || !rr->room) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_bind_fail(L, "closed");
   }
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&rr->data_waiters, t, "room data");
-  return lua_yield(L, 0);
+  return ml_bind_park(L, t, &rr->data_waiters, "room data");
 }
 
 static int l_room_data_notify(lua_State *L)
@@ -285,11 +281,7 @@ static int l_room_clip(lua_State *L)
   int loop = lua_toboolean(L, 3);
   char err[256];
   ml_clip *clip = ml_clip_load(path, ML_MIX_RATE, err, sizeof err); /* shared with other tracks of it */
-  if (!clip) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, err);
-    return 2;
-  }
+  if (!clip) return ml_bind_fail(L, err);
   track_res *tr = calloc(1, sizeof *tr);
   if (!tr) {
     ml_clip_unref(clip);
@@ -308,9 +300,7 @@ static int l_track_wait(lua_State *L)
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&tr->waiters, t, "room track end");
-  return lua_yield(L, 0);
+  return ml_bind_park(L, t, &tr->waiters, "room track end");
 }
 
 static int l_track_done(lua_State *L)
@@ -425,13 +415,9 @@ static int l_endpoint_wait(lua_State *L)
   endpoint_res *er = (endpoint_res *)ml_box_get(L, 1, ENDPOINT_MT);
   ml_task *t = ml_bind_wait_task(L, "endpoint:wait");
   if (!er || er->kicked || !er->ep.member.room) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_bind_fail(L, "closed");
   }
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&er->waiters, t, "room endpoint tick");
-  return lua_yield(L, 0);
+  return ml_bind_park(L, t, &er->waiters, "room endpoint tick");
 }
 
 static int l_endpoint_clear(lua_State *L)

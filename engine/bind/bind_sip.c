@@ -476,11 +476,7 @@ static int l_listener_accept(lua_State *L)
 {
   sip_listener *l = (sip_listener *)ml_box_get(L, 1, LISTENER_MT);
   ml_task *t = ml_bind_wait_task(L, "sip listener:accept");
-  if (!l || l->res.state != ML_RES_OPEN) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "closed");
-    return 2;
-  }
+  if (!l || l->res.state != ML_RES_OPEN) return ml_bind_fail(L, "closed");
   if (ml_bind_cancelled(t)) return lua_yield(L, 0);
   /* skip calls that ended (cancelled) while they waited */
   while (l->count && l->pending[l->head]->state == ML_CALL_ENDED) {
@@ -608,13 +604,6 @@ static int call_headers(lua_State *L, int all)
 static int l_call_header(lua_State *L) { return call_headers(L, 0); }
 static int l_call_headers(lua_State *L) { return call_headers(L, 1); }
 
-static int fail(lua_State *L, const char *msg)
-{
-  lua_pushboolean(L, 0);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
 static void sdp_caps_default(ml_sdp_caps *caps);
 
 /* our media address: the listener's host (or loopback) and the RTP port */
@@ -720,8 +709,9 @@ static int l_call_reinvite(lua_State *L)
   sip_callres *cr = check_call(L);
   int hold = lua_toboolean(L, 2);
   ml_sip_call *c = cr->call;
-  if (!c || cr->ended || c->state != ML_CALL_CONFIRMED || !cr->rtp_open) return fail(L, "the call is not up");
-  if (c->reinvite_pending) return fail(L, "a re-INVITE is already pending");
+  if (!c || cr->ended || c->state != ML_CALL_CONFIRMED || !cr->rtp_open)
+    return ml_bind_fail(L, "the call is not up");
+  if (c->reinvite_pending) return ml_bind_fail(L, "a re-INVITE is already pending");
   ml_sdp_caps caps;
   sdp_caps_default(&caps);
   caps.pcmu = !cr->rtp.cfg.alaw;
@@ -737,7 +727,8 @@ static int l_call_reinvite(lua_State *L)
   desc_origin(cr, &d, cr->sdp_version + 1);
   char sdp[2048];
   int n = ml_sdp_write(sdp, sizeof sdp, &d);
-  if (n < 0 || ml_sip_call_reinvite(c, sdp, (size_t)n) != 0) return fail(L, "cannot send the re-INVITE");
+  if (n < 0 || ml_sip_call_reinvite(c, sdp, (size_t)n) != 0)
+    return ml_bind_fail(L, "cannot send the re-INVITE");
   cr->sdp_version++;
   cr->want_hold = hold;
   lua_pushboolean(L, 1);
@@ -790,7 +781,7 @@ static int l_call_refer_reply(lua_State *L)
   int code = (int)luaL_optinteger(L, 3, 0);
   ml_sip_call *c = cr->call;
   int rc;
-  if (!c) return fail(L, "the call is closed");
+  if (!c) return ml_bind_fail(L, "the call is closed");
   if (!strcmp(what, "accept"))
     rc = ml_sip_call_refer_accept(c);
   else if (!strcmp(what, "reject"))
@@ -802,9 +793,9 @@ static int l_call_refer_reply(lua_State *L)
   else
     return luaL_argerror(L, 2, "\"accept\", \"reject\" or \"notify\"");
   if (rc != 0)
-    return fail(L, cr->ended
-                       ? "the call has ended"
-                       : "the transfer request is not in that state (answered already, or not accepted)");
+    return ml_bind_fail(
+        L, cr->ended ? "the call has ended"
+                     : "the transfer request is not in that state (answered already, or not accepted)");
   lua_pushboolean(L, 1);
   lua_pushboolean(L, 1);
   return 2;
@@ -815,8 +806,9 @@ static int l_call_answer(lua_State *L)
 {
   sip_callres *cr = check_call(L);
   ml_sip_call *c = cr->call;
-  if (!c || c->state != ML_CALL_RINGING) return fail(L, "the call is not ringing");
-  if (!c->remote_sdp) return fail(L, "no SDP offer in the INVITE (offer in the 200 is not supported yet)");
+  if (!c || c->state != ML_CALL_RINGING) return ml_bind_fail(L, "the call is not ringing");
+  if (!c->remote_sdp)
+    return ml_bind_fail(L, "no SDP offer in the INVITE (offer in the 200 is not supported yet)");
   ml_sdp *offer = malloc(sizeof *offer);
   if (!offer) return luaL_error(L, "out of memory");
   ml_sdp_answer_params ap;
@@ -829,7 +821,7 @@ static int l_call_answer(lua_State *L)
   if (perr != 0 || ml_sdp_negotiate(offer, &caps, &ap) != ML_SDP_NEG_OK) {
     free(offer);
     ml_sip_call_reject(c, 488);
-    return fail(L, perr != 0 ? "488: the SDP offer is malformed" : "488: no common codec");
+    return ml_bind_fail(L, perr != 0 ? "488: the SDP offer is malformed" : "488: no common codec");
   }
   int port = 0;
   int rc =
@@ -837,7 +829,7 @@ static int l_call_answer(lua_State *L)
   if (rc) {
     free(offer);
     ml_sip_call_reject(c, 500);
-    return fail(L, uv_strerror(rc));
+    return ml_bind_fail(L, uv_strerror(rc));
   }
   cr->rtp_open = 1;
   cr->rtp.on_dtmf = on_dtmf;
@@ -872,7 +864,7 @@ static int l_call_answer(lua_State *L)
     rc_cfg.send = 0; /* a name, not an address: wait for their RTP (symmetric) */
   }
   free(offer);
-  if (n < 0 || ml_sip_call_answer(c, sdp, (size_t)n) != 0) return fail(L, "cannot build the 200 OK");
+  if (n < 0 || ml_sip_call_answer(c, sdp, (size_t)n) != 0) return ml_bind_fail(L, "cannot build the 200 OK");
   ml_rtp_stream_start(&cr->rtp, &rc_cfg);
   lua_pushboolean(L, 1);
   lua_pushboolean(L, 1);
@@ -884,7 +876,7 @@ static int l_call_reject(lua_State *L)
   sip_callres *cr = check_call(L);
   int code = (int)luaL_optinteger(L, 2, 486);
   if (code < 300 || code > 699) return luaL_argerror(L, 2, "a final error code 300..699");
-  if (!cr->call || ml_sip_call_reject(cr->call, code) != 0) return fail(L, "the call is not ringing");
+  if (!cr->call || ml_sip_call_reject(cr->call, code) != 0) return ml_bind_fail(L, "the call is not ringing");
   lua_pushboolean(L, 1);
   lua_pushboolean(L, 1);
   return 2;
@@ -924,9 +916,7 @@ static int l_call_wait(lua_State *L)
     lua_pushstring(L, call_state_name(cr));
     return 2;
   }
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&cr->waiters, t, want_ended ? "sip call end" : "sip call ACK");
-  return lua_yield(L, 0);
+  return ml_bind_park(L, t, &cr->waiters, want_ended ? "sip call end" : "sip call ACK");
 }
 
 /* read_dtmf() -> true, digit | false, "ended" */
@@ -942,10 +932,8 @@ static int l_call_read_dtmf(lua_State *L)
     lua_pushlstring(L, &d, 1);
     return 2;
   }
-  if (cr->ended) return fail(L, "ended");
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&cr->waiters, t, "sip call DTMF");
-  return lua_yield(L, 0);
+  if (cr->ended) return ml_bind_fail(L, "ended");
+  return ml_bind_park(L, t, &cr->waiters, "sip call DTMF");
 }
 
 /* send_dtmf("12#") -> true | false, err */
@@ -953,10 +941,10 @@ static int l_call_send_dtmf(lua_State *L)
 {
   sip_callres *cr = check_call(L);
   const char *digits = luaL_checkstring(L, 2);
-  if (!cr->rtp_open || cr->ended) return fail(L, "the call has no media");
+  if (!cr->rtp_open || cr->ended) return ml_bind_fail(L, "the call has no media");
   if (ml_rtp_stream_send_dtmf(&cr->rtp, digits) != 0)
-    return fail(L,
-                "cannot send these digits (no telephone-event negotiated, a bad digit, or too many queued)");
+    return ml_bind_fail(
+        L, "cannot send these digits (no telephone-event negotiated, a bad digit, or too many queued)");
   lua_pushboolean(L, 1);
   lua_pushboolean(L, 1);
   return 2;
@@ -970,7 +958,7 @@ static int l_call_transfer(lua_State *L)
   const char *by = luaL_optstring(L, 3, NULL);
   if (strpbrk(target, "\r\n<>") || (by && strpbrk(by, "\r\n<>")))
     return luaL_argerror(L, 2, "a bare SIP URI");
-  if (!cr->call || ml_sip_call_refer(cr->call, target, by) != 0) return fail(L, "the call is not up");
+  if (!cr->call || ml_sip_call_refer(cr->call, target, by) != 0) return ml_bind_fail(L, "the call is not up");
   cr->referring = 1;
   cr->refer_code = 0;
   cr->refer_final = 0;
@@ -994,10 +982,8 @@ static int l_call_wait_change(lua_State *L)
 {
   sip_callres *cr = check_call(L);
   ml_task *t = ml_bind_wait_task(L, "sip call:wait_change");
-  if (cr->ended) return fail(L, "ended");
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&cr->waiters, t, "sip call event");
-  return lua_yield(L, 0);
+  if (cr->ended) return ml_bind_fail(L, "ended");
+  return ml_bind_park(L, t, &cr->waiters, "sip call event");
 }
 
 static int l_call_held(lua_State *L)
@@ -1122,7 +1108,7 @@ static int l_listener_register(lua_State *L)
   ml_timer_init(&rr->linger, on_reg_linger);
   if (ml_sip_reg_start(&rr->reg, &l->stack, &cfg, on_reg_change, rr) != 0) {
     free(rr);
-    return fail(L, "the registrar must be a numeric address");
+    return ml_bind_fail(L, "the registrar must be a numeric address");
   }
   rr->listener = l;
   ml_list_push(&l->regs, &rr->link);
@@ -1150,10 +1136,8 @@ static int l_reg_wait_change(lua_State *L)
 {
   sip_regres *rr = (sip_regres *)ml_box_get(L, 1, REG_MT);
   ml_task *t = ml_bind_wait_task(L, "sip registration:wait_change");
-  if (!rr || !rr->listener) return fail(L, "closed");
-  if (ml_bind_cancelled(t)) return lua_yield(L, 0);
-  ml_waitq_wait(&rr->waiters, t, "sip registration");
-  return lua_yield(L, 0);
+  if (!rr || !rr->listener) return ml_bind_fail(L, "closed");
+  return ml_bind_park(L, t, &rr->waiters, "sip registration");
 }
 
 /* ---- outbound calls ------------------------------------------------------------- */
@@ -1209,7 +1193,8 @@ static int l_sip_dial(lua_State *L)
 {
   ml_task *t = ml_bind_task(L, "sip.dial");
   sip_listener *l = lua_isnoneornil(L, 1) ? NULL : (sip_listener *)ml_box_get(L, 1, LISTENER_MT);
-  if (!lua_isnoneornil(L, 1) && (!l || l->res.state != ML_RES_OPEN)) return fail(L, "the listener is closed");
+  if (!lua_isnoneornil(L, 1) && (!l || l->res.state != ML_RES_OPEN))
+    return ml_bind_fail(L, "the listener is closed");
   luaL_checktype(L, 2, LUA_TTABLE);
 #define OPT(name) (lua_getfield(L, 2, name), lua_tostring(L, -1))
   const char *ruri = OPT("ruri"), *to = OPT("to"), *from = OPT("from"), *headers = OPT("headers");
@@ -1223,7 +1208,7 @@ static int l_sip_dial(lua_State *L)
   ml_sip_dial d;
   memset(&d, 0, sizeof d);
   if (ml_sip_addr_resolve(host, port, &d.dest) != 0)
-    return fail(L, "the destination must be a numeric address");
+    return ml_bind_fail(L, "the destination must be a numeric address");
   if (transport && strcmp(transport, "udp") && strcmp(transport, "tcp"))
     return luaL_error(L, "moonline.sip.dial: transport is \"udp\" or \"tcp\"");
   d.dest.tcp = transport && !strcmp(transport, "tcp");
@@ -1252,7 +1237,7 @@ static int l_sip_dial(lua_State *L)
     if (rc) {
       ml_sip_stack_close(cr->own_stack, on_failed_own_stack_closed);
       free(cr);
-      return fail(L, uv_strerror(rc));
+      return ml_bind_fail(L, uv_strerror(rc));
     }
     cr->own_stack->cfg.user_agent = strdup(cfg.user_agent);
     cr->own_stack->cfg.data = cr;
@@ -1265,7 +1250,7 @@ static int l_sip_dial(lua_State *L)
   int rc = ml_rtp_stream_open(&cr->rtp, t->loop, media_host, &rtp_port);
   if (rc) {
     ml_res_close(&cr->res);
-    return fail(L, uv_strerror(rc));
+    return ml_bind_fail(L, uv_strerror(rc));
   }
   cr->rtp_open = 1;
   cr->rtp.on_dtmf = on_dtmf;
@@ -1294,7 +1279,7 @@ static int l_sip_dial(lua_State *L)
   ml_sip_call *c = n > 0 ? ml_sip_call_dial(st, &d, on_call_event, cr) : NULL;
   if (!c) {
     ml_res_close(&cr->res);
-    return fail(L, "cannot build the INVITE (a header too long?)");
+    return ml_bind_fail(L, "cannot build the INVITE (a header too long?)");
   }
   cr->call = c;
   c->on_reoffer = on_reoffer;

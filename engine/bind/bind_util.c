@@ -47,6 +47,19 @@ int ml_bind_cancelled(ml_task *t)
   return 1;
 }
 
+int ml_bind_park(lua_State *L, ml_task *t, ml_waitq *q, const char *what)
+{
+  if (!ml_bind_cancelled(t)) ml_waitq_wait(q, t, what);
+  return lua_yield(L, 0);
+}
+
+int ml_bind_fail(lua_State *L, const char *msg)
+{
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
 void ml_bind_where(lua_State *L, char *buf, size_t n)
 {
   lua_Debug ar;

@@ -15,6 +15,12 @@ int ml_bind_cannot_wait(lua_State *L); /* core.cannot_wait(name): raises */
 /* If the task is cancelled, arrange for the cancellation to be delivered after
  * one trip through the loop and return 1: the caller returns lua_yield(L, 0). */
 int ml_bind_cancelled(ml_task *t);
+/* The usual end of a waiting method: park the task on q until woken (it is
+ * resumed with `true` and the Lua half asks again), or deliver its
+ * cancellation. Returns lua_yield's value. */
+int ml_bind_park(lua_State *L, ml_task *t, ml_waitq *q, const char *what);
+/* false, msg: a failure the Lua half returns as nil, msg. Returns 2. */
+int ml_bind_fail(lua_State *L, const char *msg);
 /* "file:line" of the first caller outside moonline's own Lua files. */
 void ml_bind_where(lua_State *L, char *buf, size_t n);
 

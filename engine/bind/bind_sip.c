@@ -727,8 +727,9 @@ static int l_call_reinvite(lua_State *L)
   desc_origin(cr, &d, cr->sdp_version + 1);
   char sdp[2048];
   int n = ml_sdp_write(sdp, sizeof sdp, &d);
-  if (n < 0 || ml_sip_call_reinvite(c, sdp, (size_t)n) != 0)
-    return ml_bind_fail(L, "cannot send the re-INVITE");
+  int rc = n < 0 ? -1 : ml_sip_call_reinvite(c, sdp, (size_t)n);
+  if (rc == -2) return ml_bind_fail(L, "busy"); /* the peer's re-INVITE is not ACKed yet */
+  if (rc != 0) return ml_bind_fail(L, "cannot send the re-INVITE");
   cr->sdp_version++;
   cr->want_hold = hold;
   lua_pushboolean(L, 1);

@@ -823,6 +823,7 @@ static void on_reinvite_rsp(ml_sip_txn *t, const ml_sip_msg *rsp, int timeout, v
 int ml_sip_call_reinvite(ml_sip_call *c, const char *sdp, size_t sdp_len)
 {
   if (c->state != ML_CALL_CONFIRMED || c->reinvite_pending || !sdp_len) return -1;
+  if (c->awaiting_ack) return -2; /* the peer's INVITE is not over until its ACK (RFC 3261 §14.1) */
   ml_sip_stack *s = c->stack;
   char branch[48], buf[8192];
   ml_sip_builder b;

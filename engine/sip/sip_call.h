@@ -139,7 +139,8 @@ int ml_sip_call_refer(ml_sip_call *c, const char *target, const char *referred_b
 /* a re-INVITE with `sdp` as our new offer (hold: a=sendonly, resume:
  * a=sendrecv); the outcome comes as ML_CALL_EV_REINVITE. A 2xx is ACKed and
  * its answer put in remote_sdp, local_sdp becomes `sdp`. -1 when the dialog
- * is not up or a re-INVITE is already pending. */
+ * is not up or a re-INVITE is already pending; -2 while the peer's INVITE
+ * still waits for its ACK (RFC 3261 §14.1: try again after it). */
 int ml_sip_call_reinvite(ml_sip_call *c, const char *sdp, size_t sdp_len);
 /* keep `sdp` as our current SDP (after answering a peer's offer) */
 void ml_sip_call_set_local_sdp(ml_sip_call *c, const char *sdp, size_t sdp_len);

@@ -91,8 +91,17 @@ local function reoffer(self, hold, opts)
   opts = opts or {}
   local attempts = opts.attempts or 3
   for attempt = 1, attempts do
-    local ok, err = await(self:reinvite(hold))
-    if not ok then return nil, err end
+    local ok, err
+    -- not while the peer's own re-INVITE waits for its ACK (RFC 3261 §14.1):
+    -- that ends within 32 s (the ACK, or a BYE without one)
+    task.with_timeout(opts.timeout or 40, function()
+      while true do
+        ok, err = await(self:reinvite(hold))
+        if ok or err ~= "busy" then return end
+        task.sleep(0.05)
+      end
+    end)
+    if not ok then return nil, err or "timeout" end
     task.with_timeout(opts.timeout or 40, function()
       while select(2, self:reinvite_status()) do
         if not self:wait_change() then return end

@@ -271,6 +271,9 @@ static void test_retransmit_until_ack(void)
   }
   CHECK_EQ(reoffers, 1);
   send_ack(3, "z9hG4bKre3"); /* the ACK for the 500: its transaction's */
+  /* our own re-INVITE must wait for that ACK (RFC 3261 §14.1) */
+  CHECK_EQ(ml_sip_call_reinvite(call, OFFER1, sizeof OFFER1 - 1), -2);
+  CHECK_EQ(count("INVITE sip:", NULL), 0);
   /* the ACK: no more retransmissions, no BYE */
   send_ack(2, NULL);
   ml_clock_advance(loop, 40 * SEC);
@@ -287,6 +290,10 @@ static void test_retransmit_until_ack(void)
   send_ack(4, NULL);
   ml_clock_advance(loop, 2 * SEC);
   CHECK_EQ(drain(), 0);
+  /* ACKed: our own re-INVITE may go now */
+  CHECK_EQ(ml_sip_call_reinvite(call, OFFER1, sizeof OFFER1 - 1), 0);
+  drain();
+  CHECK_EQ(count("INVITE sip:", NULL), 1);
   teardown();
 }
 

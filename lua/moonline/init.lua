@@ -21,11 +21,12 @@ local _M = {
   serve = require("moonline.serve").serve,
 }
 
--- loaded on first use: moonline.testing
+-- loaded on first use: moonline.testing, moonline.sip (calls), moonline.room (rooms)
+local lazy = { testing = "moonline.testing", sip = "moonline.sip", room = "moonline.room" }
 setmetatable(_M, {
   __index = function(t, k)
-    if k == "testing" then
-      local m = require "moonline.testing"
+    if lazy[k] then
+      local m = require(lazy[k])
       rawset(t, k, m)
       return m
     end

@@ -87,9 +87,12 @@ static void on_call(ml_sip_stack *st, ml_sip_call *c, void *data)
   (void)st;
   sip_listener *l = data;
   if (l->count == PENDING_MAX || l->res.state != ML_RES_OPEN) {
+    ml_log(ML_LOG_WARN, "sip: call %s from %s: busy (486), %s", c->call_id, c->remote_party,
+           l->res.state != ML_RES_OPEN ? "the listener is closing" : "256 calls already wait for a handler");
     ml_sip_call_reject(c, 486); /* busy here: nobody can take it */
     return;
   }
+  ml_log(ML_LOG_INFO, "sip: call %s from %s to %s", c->call_id, c->remote_party, c->local_party);
   l->pending[(l->head + l->count++) % PENDING_MAX] = c;
   ml_waitq_wake(&l->acceptors, 1);
 }
@@ -362,6 +365,14 @@ static void callres_wake(sip_callres *cr) { ml_waitq_wake(&cr->waiters, 0x7fffff
 static void start_rtp_from_answer(sip_callres *cr, ml_sip_call *c);
 static void apply_reinvite_answer(sip_callres *cr, ml_sip_call *c);
 
+static void log_end(sip_callres *cr, ml_sip_call *c)
+{
+  ml_log(ML_LOG_INFO, "sip: call %s ended: %s (%d); RTP %llu packets out, %llu in", c->call_id,
+         c->end_reason ? c->end_reason : "ended", c->end_code,
+         (unsigned long long)(cr->rtp_open ? cr->rtp.tx_packets : 0),
+         (unsigned long long)(cr->rtp_open ? cr->rtp.rx_packets : 0));
+}
+
 static void on_call_event(ml_sip_call *c, int ev, void *data)
 {
   sip_callres *cr = data;
@@ -379,6 +390,7 @@ static void on_call_event(ml_sip_call *c, int ev, void *data)
     cr->ended = 1;
     cr->end_reason = c->end_reason;
     cr->end_code = c->end_code;
+    log_end(cr, c);
     if (cr->rtp_open) cr->rtp.cfg.send = 0; /* the call is over: stop sending */
   }
   callres_wake(cr);
@@ -428,8 +440,10 @@ static void callres_finish_close(sip_callres *cr)
 static void on_linger_event(ml_sip_call *c, int ev, void *data)
 {
   sip_callres *cr = data;
-  (void)c;
-  if (ev == ML_CALL_EV_ENDED) ml_timer_start(cr->res.loop, &cr->linger, 0);
+  if (ev == ML_CALL_EV_ENDED) {
+    log_end(cr, c);
+    ml_timer_start(cr->res.loop, &cr->linger, 0);
+  }
 }
 
 static void on_linger_timeout(ml_timer *tm)

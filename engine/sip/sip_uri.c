@@ -368,7 +368,15 @@ int ml_sip_parse_name_addr(ml_str s, ml_sip_name_addr *na)
     p = gt + 1;
   }
   if (params_check(p, end, &na->params)) return -1;
-  ml_sip_param(na->params, "tag", &na->tag);
+  /* tag-param = "tag" EQUAL token, at most once: a dialog hangs on it, and a
+   * second or empty one would let two sides read different tags */
+  ml_str rest = na->params, n, v;
+  int tags = 0;
+  while (ml_sip_param_next(&rest, &n, &v) == 1) {
+    if (!ml_str_ieq(n, ML_STR_LIT("tag"))) continue;
+    if (++tags > 1 || !v.n) return -1;
+    na->tag = v;
+  }
   return 0;
 }
 

@@ -267,6 +267,11 @@ static const na_case na_cases[] = {
     {"sip:user@example.com?Route=%3Csip:sip.example.com%3E", 0, NULL, NULL, NULL, NULL, 0},
     {"<sip:a@example.com>;;tag=1", 0, NULL, NULL, NULL, NULL, 0},
     {"<sip:a@example.com>;tag=1;", 0, NULL, NULL, NULL, NULL, 0},
+    /* a tag without a value, or two tags (found by fuzz_sip: a To of
+     * "<sip:bob@example.com>;tag;tag=b1" read as untagged) */
+    {"<sip:a@example.com>;tag", 0, NULL, NULL, NULL, NULL, 0},
+    {"<sip:a@example.com>;tag;tag=b1", 0, NULL, NULL, NULL, NULL, 0},
+    {"<sip:a@example.com>;tag=a1;TAG=b1", 0, NULL, NULL, NULL, NULL, 0},
     {"<sip:a@example.com> junk", 0, NULL, NULL, NULL, NULL, 0},
     {"<sip:a@example.com>>", 0, NULL, NULL, NULL, NULL, 0},
     {"sip:a@example.com, sip:b@example.com", 0, NULL, NULL, NULL, NULL, 0},

@@ -746,9 +746,7 @@ static int l_call_reinvite(lua_State *L)
   if (rc != 0) return ml_bind_fail(L, "cannot send the re-INVITE");
   cr->sdp_version++;
   cr->want_hold = hold;
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 /* reinvite_status() -> code, pending, ours: the final status of our last
@@ -811,9 +809,7 @@ static int l_call_refer_reply(lua_State *L)
     return ml_bind_fail(
         L, cr->ended ? "the call has ended"
                      : "the transfer request is not in that state (answered already, or not accepted)");
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 /* answer: negotiate the offer, open RTP, send 200 + SDP; 488 when nothing fits */
@@ -881,9 +877,7 @@ static int l_call_answer(lua_State *L)
   free(offer);
   if (n < 0 || ml_sip_call_answer(c, sdp, (size_t)n) != 0) return ml_bind_fail(L, "cannot build the 200 OK");
   ml_rtp_stream_start(&cr->rtp, &rc_cfg);
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 static int l_call_reject(lua_State *L)
@@ -892,9 +886,7 @@ static int l_call_reject(lua_State *L)
   int code = (int)luaL_optinteger(L, 2, 486);
   if (code < 300 || code > 699) return luaL_argerror(L, 2, "a final error code 300..699");
   if (!cr->call || ml_sip_call_reject(cr->call, code) != 0) return ml_bind_fail(L, "the call is not ringing");
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 static int l_call_hangup(lua_State *L)
@@ -960,9 +952,7 @@ static int l_call_send_dtmf(lua_State *L)
   if (ml_rtp_stream_send_dtmf(&cr->rtp, digits) != 0)
     return ml_bind_fail(
         L, "cannot send these digits (no telephone-event negotiated, a bad digit, or too many queued)");
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 /* transfer(uri [, referred_by]) -> true | false, err: sends the REFER */
@@ -977,9 +967,7 @@ static int l_call_transfer(lua_State *L)
   cr->referring = 1;
   cr->refer_code = 0;
   cr->refer_final = 0;
-  lua_pushboolean(L, 1);
-  lua_pushboolean(L, 1);
-  return 2;
+  return ml_bind_ok(L);
 }
 
 /* transfer_status() -> code, final: the REFER's response, then each NOTIFY's

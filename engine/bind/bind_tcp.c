@@ -512,9 +512,7 @@ static int l_write(lua_State *L)
   if (ml_bind_cancelled(t)) return lua_yield(L, 0);
   if (s->shut) return push_fail(L, "shut down");
   if (n == 0) {
-    lua_pushboolean(L, 1);
-    lua_pushboolean(L, 1);
-    return 2;
+    return ml_bind_ok(L);
   }
   tcp_wreq *w = malloc(sizeof *w);
   if (!w) return luaL_error(L, "out of memory");
@@ -563,9 +561,7 @@ static int l_shutdown(lua_State *L)
   if (ml_bind_cancelled(t)) return lua_yield(L, 0);
   if (s->shut == 2) {
     if (s->shut_status) return push_fail(L, errmsg(s->shut_status));
-    lua_pushboolean(L, 1);
-    lua_pushboolean(L, 1);
-    return 2;
+    return ml_bind_ok(L);
   }
   if (s->shut == 0) {
     s->shutdown_req.data = s;

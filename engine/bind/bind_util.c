@@ -53,6 +53,13 @@ int ml_bind_park(lua_State *L, ml_task *t, ml_waitq *q, const char *what)
   return lua_yield(L, 0);
 }
 
+int ml_bind_ok(lua_State *L)
+{
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
 int ml_bind_fail(lua_State *L, const char *msg)
 {
   lua_pushboolean(L, 0);

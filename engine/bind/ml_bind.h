@@ -19,6 +19,8 @@ int ml_bind_cancelled(ml_task *t);
  * resumed with `true` and the Lua half asks again), or deliver its
  * cancellation. Returns lua_yield's value. */
 int ml_bind_park(lua_State *L, ml_task *t, ml_waitq *q, const char *what);
+/* true, true: a success the Lua half returns as true (await). Returns 2. */
+int ml_bind_ok(lua_State *L);
 /* false, msg: a failure the Lua half returns as nil, msg. Returns 2. */
 int ml_bind_fail(lua_State *L, const char *msg);
 /* "file:line" of the first caller outside moonline's own Lua files. */

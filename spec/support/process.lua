@@ -41,44 +41,17 @@ end
 -- cancelled; the result then says so (code nil, "timeout").
 function _M.run(cmd, args, opts)
   opts = opts or {}
-  local out, err = {}, {}
-  local state = { code = nil, signal = nil, pending = 3 }
-  local cond = task.condition()
-  local function one_done()
-    state.pending = state.pending - 1
-    cond:notify_all()
-  end
-  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
-  local handle, pid
-  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd, env = peer_env() },
-    function(code, signal)
-      state.code, state.signal = code, signal
-      handle:close()
-      one_done()
-    end)
-  if not handle then
-    stdout:close()
-    stderr:close()
-    error("cannot run " .. cmd .. ": " .. tostring(pid), 2)
-  end
-  collect(stdout, out, one_done)
-  collect(stderr, err, one_done)
   return task.scope(function()
-    -- however this ends (timeout, cancellation, error), the child is killed
-    -- and reaped before the scope returns: cleanup runs shielded
-    task.defer(function()
-      if state.pending > 0 then
-        uv.process_kill(handle, "sigkill")
-        while state.pending > 0 do cond:wait("process kill") end
-      end
-    end)
-    local finished = task.with_timeout(opts.timeout or 60, function()
-      while state.pending > 0 do cond:wait("process " .. cmd) end
-    end)
-    if not finished then
-      return nil, table.concat(out), table.concat(err) .. "\n(timeout)"
+    -- started in this scope: however it ends (timeout, cancellation, error)
+    -- the child is stopped and reaped before the scope returns
+    local proc = _M.start(cmd, args, opts)
+    local code, _, out, err = proc:wait(opts.timeout or 60)
+    if code == nil then
+      proc:stop(0) -- SIGKILL at once
+      out, err = proc:output()
+      return nil, out, err .. "\n(timeout)"
     end
-    return state.code, table.concat(out), table.concat(err)
+    return code, out, err
   end)
 end
 

@@ -192,7 +192,7 @@ static int l_room_name(lua_State *L)
 static int l_room_count(lua_State *L)
 {
   room_res *rr = (room_res *)ml_box_get(L, 1, ROOM_MT);
-  lua_pushinteger(L, rr && rr->room ? rr->room->stats.members : 0);
+  lua_pushinteger(L, rr && rr->room ? ml_room_members(rr->room) : 0);
   return 1;
 }
 
@@ -201,7 +201,7 @@ static int l_room_stats(lua_State *L)
   room_res *rr = check_room(L, 1);
   const ml_room_stats *s = &rr->room->stats;
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, s->members);
+  lua_pushinteger(L, ml_room_members(rr->room));
   lua_setfield(L, -2, "members");
   lua_pushnumber(L, (lua_Number)s->ticks);
   lua_setfield(L, -2, "ticks");

@@ -88,7 +88,6 @@ int ml_room_join(ml_room *r, ml_room_member *m)
   m->id = id;
   ml_mixer_set_mute(r->mixer, id, m->muted);
   ml_list_push(&r->members, &m->link);
-  r->stats.members++;
   return 0;
 }
 
@@ -98,7 +97,6 @@ void ml_room_leave(ml_room_member *m)
   ml_mixer_leave(m->room->mixer, m->id);
   ml_list_remove(&m->link);
   ml_list_init(&m->link);
-  m->room->stats.members--;
   if (ml_list_empty(&m->room->members)) ml_timer_stop(m->room->loop, &m->room->tick);
   m->room = NULL;
   m->id = -1;

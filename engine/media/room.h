@@ -43,7 +43,6 @@ struct ml_room_member {
 typedef struct ml_room_stats {
   uint64_t ticks, late_ticks;
   uint64_t max_tick_lag_ns; /* how late a tick ran, worst case */
-  uint32_t members;
 } ml_room_stats;
 
 struct ml_room {
@@ -69,6 +68,9 @@ int ml_room_join(ml_room *r, ml_room_member *m);
 /* Leave the current room, if any. */
 void ml_room_leave(ml_room_member *m);
 void ml_room_set_mute(ml_room_member *m, int muted);
+
+/* Members in the room now (the mixer keeps the count). */
+static inline uint32_t ml_room_members(const ml_room *r) { return ml_mixer_count(r->mixer); }
 
 /* One tick by hand (the timer calls this); exposed for tests. */
 void ml_room_mix_once(ml_room *r);

@@ -102,7 +102,7 @@ static void test_n_minus_one(ml_loop *loop)
   }
   fake_init(&track, 1600, 0); /* publish-only */
   CHECK_EQ(ml_room_join(r, &track.m), 0);
-  CHECK_EQ(r->stats.members, 5);
+  CHECK_EQ(ml_room_members(r), 5);
   CHECK_EQ(ml_mixer_count(r->mixer), 5);
   ml_room_mix_once(r);
   CHECK_EQ(r->stats.ticks, 1);
@@ -228,20 +228,20 @@ static void test_join_leave_move(ml_loop *loop)
   CHECK_EQ(ml_room_join(r1, &b.m), 0);
   CHECK_EQ(ml_room_join(r1, &c.m), 0);
   CHECK_EQ(ml_room_join(r2, &d.m), 0);
-  CHECK_EQ(r1->stats.members, 3);
-  CHECK_EQ(r2->stats.members, 1);
+  CHECK_EQ(ml_room_members(r1), 3);
+  CHECK_EQ(ml_room_members(r2), 1);
   /* joining the room it is in changes nothing */
   int id = b.m.id;
   CHECK_EQ(ml_room_join(r1, &b.m), 0);
   CHECK_EQ(b.m.id, id);
-  CHECK_EQ(r1->stats.members, 3);
+  CHECK_EQ(ml_room_members(r1), 3);
   CHECK_EQ(ml_mixer_count(r1->mixer), 3);
 
   /* b moves to r2 */
   CHECK_EQ(ml_room_join(r2, &b.m), 0);
   CHECK(b.m.room == r2);
-  CHECK_EQ(r1->stats.members, 2);
-  CHECK_EQ(r2->stats.members, 2);
+  CHECK_EQ(ml_room_members(r1), 2);
+  CHECK_EQ(ml_room_members(r2), 2);
   CHECK_EQ(ml_mixer_count(r1->mixer), 2);
   CHECK_EQ(ml_mixer_count(r2->mixer), 2);
   ml_room_mix_once(r1);
@@ -258,7 +258,7 @@ static void test_join_leave_move(ml_loop *loop)
   CHECK(b.m.room == NULL);
   CHECK_EQ(b.m.id, -1);
   ml_room_leave(&b.m);
-  CHECK_EQ(r2->stats.members, 1);
+  CHECK_EQ(ml_room_members(r2), 1);
   CHECK_EQ(ml_mixer_count(r2->mixer), 1);
   ml_room_mix_once(r1);
   ml_room_mix_once(r2);
@@ -283,8 +283,8 @@ static void test_join_leave_move(ml_loop *loop)
   }
   int in1 = 0, in2 = 0;
   for (int i = 0; i < 4; i++) in1 += all[i]->m.room == r1, in2 += all[i]->m.room == r2;
-  CHECK_EQ(r1->stats.members, in1);
-  CHECK_EQ(r2->stats.members, in2);
+  CHECK_EQ(ml_room_members(r1), in1);
+  CHECK_EQ(ml_room_members(r2), in2);
   CHECK_EQ(ml_mixer_count(r1->mixer), in1);
   CHECK_EQ(ml_mixer_count(r2->mixer), in2);
   /* everyone in r1 hears exactly the other members of r1 */
@@ -319,8 +319,8 @@ static void test_full(ml_loop *loop)
   CHECK_EQ(ml_room_join(r, &c.m), -1); /* full: c stays where it was */
   CHECK(c.m.room == other);
   CHECK_EQ(c.m.id, cid);
-  CHECK_EQ(other->stats.members, 1);
-  CHECK_EQ(r->stats.members, 2);
+  CHECK_EQ(ml_room_members(other), 1);
+  CHECK_EQ(ml_room_members(r), 2);
   CHECK_EQ(ml_room_join(r, &d.m), -1); /* in no room: stays in none */
   CHECK(d.m.room == NULL);
   CHECK_EQ(d.m.id, -1);
@@ -333,7 +333,7 @@ static void test_full(ml_loop *loop)
   ml_room_leave(&a.m);
   CHECK_EQ(ml_room_join(r, &c.m), 0);
   CHECK(c.m.room == r);
-  CHECK_EQ(other->stats.members, 1);
+  CHECK_EQ(ml_room_members(other), 1);
   ml_room_free(r);
   ml_room_free(other);
 }
@@ -759,7 +759,7 @@ static void test_endpoint(ml_loop *loop)
   CHECK_EQ(ml_endpoint_read(&e, got, 10), 0);
   CHECK_EQ(ml_endpoint_clear(&e), 0);
   ml_endpoint_release(&e);
-  CHECK_EQ(r->stats.members, 2);
+  CHECK_EQ(ml_room_members(r), 2);
   ml_room_free(r);
   CHECK(e2.member.room == NULL);
   ml_endpoint_release(&e2);

@@ -372,13 +372,18 @@ static endpoint_res *check_endpoint(lua_State *L)
   return er;
 }
 
+/* write(s16le [, from_sample]) -> samples taken: from_sample (0-based) lets
+ * a writer that is waiting for room go on without copying the rest */
 static int l_endpoint_write(lua_State *L)
 {
   endpoint_res *er = check_endpoint(L);
   size_t len;
   const char *pcm = luaL_checklstring(L, 2, &len);
   luaL_argcheck(L, len % 2 == 0, 2, "16-bit samples: an even number of bytes");
-  lua_pushinteger(L, (lua_Integer)ml_endpoint_write(&er->ep, (const int16_t *)(const void *)pcm, len / 2));
+  lua_Integer from = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, from >= 0 && (size_t)from <= len / 2, 3, "a sample offset within the audio");
+  const int16_t *samples = (const int16_t *)(const void *)pcm + from;
+  lua_pushinteger(L, (lua_Integer)ml_endpoint_write(&er->ep, samples, len / 2 - (size_t)from));
   return 1;
 }
 

@@ -131,11 +131,10 @@ end
 --- ep:say(pcm) -> true | nil, "closed": queue all of pcm, waiting while the
 -- queue is full. ep:clear() drops what is not yet played (barge-in).
 function Endpoint:say(pcm)
-  local off = 0
+  local at, total = 0, #pcm / 2 -- in samples; the rest is never copied
   while true do
-    local taken = self:write(pcm:sub(off + 1))
-    off = off + taken * 2
-    if off >= #pcm then return true end
+    at = at + self:write(pcm, at)
+    if at >= total then return true end
     if not endpoint_tick(self, self._raw_wait) then return nil, "closed" end
   end
 end

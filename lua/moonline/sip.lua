@@ -172,7 +172,8 @@ function Context:__index(key)
   -- lives as long as the call
   local r = require("moonline.room").create("call " .. (self.call_id or ""), { max = 16, outermost = true })
   rawset(self, "room", r)
-  if self.caller:state() == "confirmed" or self.caller:state() == "answered" then
+  local state = self.caller:state()
+  if state == "confirmed" or state == "answered" then
     assert(r:add(self.caller))
   end
   return r

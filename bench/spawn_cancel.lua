@@ -52,8 +52,8 @@ local growth = (rss_end - samples[1]) * 100 / samples[1]
 -- noise is 0-4 bytes per cycle here, while leaking one small Lua object or
 -- malloc chunk per task is 16 bytes or more.
 local per_cycle = (rss_end - samples[1]) * 1024 / (N * 3 / 4)
-print(("  RSS after warm-up: %d KB; at 25/50/75/100%%: %s KB; growth from 25%% to the end %.2f%% (%.1f bytes/cycle)"):format(
-  rss_warm, table.concat(samples, "/"), growth, per_cycle))
+print(("  RSS after warm-up: %d KB; at 25/50/75/100%%: %s KB; growth from 25%% to the end %.2f%%"
+  .. " (%.1f bytes/cycle)"):format(rss_warm, table.concat(samples, "/"), growth, per_cycle))
 print(("  ledger: tasks=%d scopes=%d resources=%d timers=%d handles=%d (spawned %d)"):format(
   l.tasks, l.scopes, l.resources, l.timers, l.handles, l.tasks_spawned))
 if per_cycle > 8 then

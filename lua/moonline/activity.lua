@@ -378,6 +378,23 @@ local function call_tool(self, sp, call)
   end
 end
 
+-- The only call of a step (the common case) runs in the speech's own task,
+-- in a scope of its own, instead of a task of its own: one coroutine fewer
+-- per tool call. It behaves as the supervised task would: what it spawns is
+-- waited for, its failure is logged and is its own (the outcome is already
+-- recorded), and only a cancellation of the speech goes through.
+local function call_tool_here(self, sp, call)
+  local ok, err = pcall(task.scope, call_tool, self, sp, call)
+  if not ok then
+    if task.is_cancelled(err) then
+      if not core.check_cancel() then error(err, 0) end
+    else
+      log("error", ("session %s: tool %s of %s failed: %s"):format(self.session.id, call.name, name_of(self.agent),
+                                                                    tostring(err)))
+    end
+  end
+end
+
 function Activity:_record_output(call)
   if call.recorded then return end
   call.recorded = true
@@ -407,8 +424,12 @@ function Activity:_run_tools(sp, calls)
       for _, call in ipairs(list) do self:_record_output(call) end
       session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
     end)
-    for _, call in ipairs(list) do
-      task.spawn_supervised("tool:" .. call.name, call_tool, self, sp, call)
+    if #list == 1 then
+      call_tool_here(self, sp, list[1])
+    else
+      for _, call in ipairs(list) do
+        task.spawn_supervised("tool:" .. call.name, call_tool, self, sp, call)
+      end
     end
   end)
   local reply, handoff = false, nil

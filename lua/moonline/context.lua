@@ -15,10 +15,13 @@ local by_task = setmetatable({}, { __mode = "k" })
 -- key alone does not free an entry whose value refers back to the task (a
 -- hook's ctx.activity.hooks holds the hook's task), which kept every session
 -- with an on_enter alive forever.
+-- A context set in a nested scope of a task that has one (a tool call run
+-- in the task of its speech) gives way to the outer one when that scope exits.
 function _M.set(ctx)
   local t = current()
+  local outer = by_task[t]
   by_task[t] = ctx
-  defer(function() by_task[t] = nil end)
+  defer(function() by_task[t] = outer end)
 end
 
 --- current() -> the context of the running task, or nil

@@ -42,7 +42,7 @@ function _M.new(session, agent, parent)
     queues = { {}, {}, {} }, -- by priority: low, normal, high
     queued = 0,
     cond = task.condition(),
-    task_lock = task.lock(), -- tasks run by this activity's tools run one at a time (T4)
+    task_lock = nil, -- tasks run by this activity's tools run one at a time (T4); made on first use
     paused = false,
     draining = false,
     force = false,
@@ -64,20 +64,22 @@ end
 -- Hooks: on_enter / on_exit run as tasks with a call context
 ---------------------------------------------------------------------------
 
+local function run_hook(self, name, fn)
+  local session = self.session
+  task.defer(function() session:_pending(-1) end)
+  context.set({ session = session, activity = self, hook = name, userdata = session.userdata })
+  local ok, err = xpcall(fn, on_error, self.agent)
+  if not ok and not task.is_cancelled(err) then
+    log("error", ("session %s: %s.%s failed: %s"):format(session.id, name_of(self.agent), name, tostring(err)))
+    session:_emit_error(err, name)
+  end
+end
+
 function Activity:_hook(name)
   local fn = self.agent[name]
   if not fn then return nil end
-  local session = self.session
-  session:_pending(1)
-  local t = task.spawn_supervised(name, function()
-    task.defer(function() session:_pending(-1) end)
-    context.set({ session = session, activity = self, hook = name, userdata = session.userdata })
-    local ok, err = xpcall(fn, on_error, self.agent)
-    if not ok and not task.is_cancelled(err) then
-      log("error", ("session %s: %s.%s failed: %s"):format(session.id, name_of(self.agent), name, tostring(err)))
-      session:_emit_error(err, name)
-    end
-  end)
+  self.session:_pending(1)
+  local t = task.spawn_supervised(name, run_hook, self, name, fn)
   self.hooks[#self.hooks + 1] = t
   return t
 end
@@ -126,6 +128,10 @@ function Activity:start()
   end
 end
 
+local function wait_task(t)
+  return t:wait()
+end
+
 --- close{force=}: drain (play what is queued; force: interrupt the current
 -- speech and drop the queue), run on_exit, and wait until closed (bounded).
 function Activity:close(opts)
@@ -136,7 +142,7 @@ function Activity:close(opts)
     if self.current then self.current:interrupt({ force = true }) end
   end
   self.cond:notify_all()
-  local ok = task.with_timeout(self.session.opts.drain_timeout, function() return self.task:wait() end)
+  local ok = task.with_timeout(self.session.opts.drain_timeout, wait_task, self.task)
   if not ok then
     log("warn", ("session %s: activity %s did not drain in time; cancelling it"):format(
       self.session.id, name_of(self.agent)))
@@ -212,7 +218,9 @@ function Activity:new_speech(opts)
   local sp = speech_mod.new(self, opts)
   session:_pending(1)
   sp._on_done = function() session:_pending(-1) end
-  session:emit("speech_created", { speech_handle = sp, source = opts.source or "generate_reply" })
+  if session:listens("speech_created") then
+    session:emit("speech_created", { speech_handle = sp, source = opts.source or "generate_reply" })
+  end
   return self:_schedule(sp)
 end
 
@@ -248,6 +256,21 @@ function Activity:_llm()
   return self.agent.llm or self.session.llm
 end
 
+-- Reads a reply stream into parts (text) and calls; returns its error, if any.
+local function read_stream(session, stream, parts, calls)
+  while true do
+    local chunk, err = stream:next()
+    if err then return err end
+    if not chunk then return nil end
+    if chunk.content then
+      if #parts == 0 then session:_set_agent_state("speaking") end
+      parts[#parts + 1] = chunk.content
+      session:_output_text(chunk.content)
+    end
+    if chunk.tool_call then calls[#calls + 1] = chunk.tool_call end
+  end
+end
+
 -- One LLM round-trip; returns the text and the tool calls, or nil, err.
 function Activity:_llm_step(sp, step)
   local session = self.session
@@ -266,21 +289,10 @@ function Activity:_llm_step(sp, step)
   local stream, err = llm:chat(request)
   if not stream then return nil, err end
   local parts, calls = {}, {}
-  local ok, perr = pcall(function()
-    while true do
-      local chunk, cerr = stream:next()
-      if cerr then err = cerr break end
-      if not chunk then break end
-      if chunk.content then
-        if #parts == 0 then session:_set_agent_state("speaking") end
-        parts[#parts + 1] = chunk.content
-        session:_output_text(chunk.content)
-      end
-      if chunk.tool_call then calls[#calls + 1] = chunk.tool_call end
-    end
-  end)
+  local ok, perr = pcall(read_stream, session, stream, parts, calls)
+  if ok then err = perr end
   stream:close()
-  if stream.metrics then
+  if stream.metrics and session:listens("metrics_collected") then
     session:emit("metrics_collected", { type = "llm_metrics", metrics = stream.metrics, speech_id = sp.id })
   end
   if not ok then error(perr, 0) end -- cancelled (interrupted) or a bug
@@ -422,7 +434,9 @@ function Activity:_run_tools(sp, calls)
     -- speech is interrupted (I5): this runs in the scope's cleanup
     task.defer(function()
       for _, call in ipairs(list) do self:_record_output(call) end
-      session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
+      if session:listens("function_tools_executed") then
+        session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
+      end
     end)
     if #list == 1 then
       call_tool_here(self, sp, list[1])
@@ -451,57 +465,83 @@ end
 -- AgentTask: run from a tool call or hook of this activity
 ---------------------------------------------------------------------------
 
-function Activity:_run_task(t)
+-- What _run_task undoes when it ends, however it ends: the reverse of what
+-- it did so far, each step protected like a defer of its own.
+local function protected(fn, ...)
+  local ok, err = xpcall(fn, on_error, ...)
+  if not ok then log("error", "defer failed: " .. tostring(err)) end
+end
+
+local function close_child(child) child:close({ force = true }) end
+
+local function undo_run_task(self, t, run)
   local session = self.session
-  return task.scope(function()
-    self.task_lock:acquire()
-    task.defer(function() self.task_lock:release() end)
-    if session.closing then
-      -- the session is closing: the task cannot start; it completes at once (C2, C4)
-      log("info", ("session %s: %s not started: the session is closing"):format(session.id, name_of(t)))
-      t:complete(tools.ToolError(name_of(t) .. " cancelled: the session is closing"))
-      error(t._error, 0)
+  if run.started then protected(close_child, run.child) end
+  if run.child then protected(session._pop, session, run.child) end
+  if run.paused then protected(self._resume, self) end
+  protected(t._on_complete)
+  t._on_complete = nil -- the task outlives the run (in the history): keep nothing of the run alive
+  run.child = nil
+  protected(self.task_lock.release, self.task_lock)
+end
+
+local function run_task_body(self, t)
+  local session = self.session
+  local lock = self.task_lock
+  if not lock then
+    lock = task.lock()
+    self.task_lock = lock
+  end
+  lock:acquire()
+  -- While the task runs, the caller waits for it (and its user), not for
+  -- itself: it stops counting as pending work once the task's activity
+  -- counts, and counts again the moment the task completes (complete()
+  -- calls _on_complete synchronously), so a run cannot settle in between.
+  local run = { waiting = false }
+  t._on_complete = function()
+    if run.waiting then run.waiting = false session:_pending(1) end
+  end
+  task.defer(function() undo_run_task(self, t, run) end)
+  if session.closing then
+    -- the session is closing: the task cannot start; it completes at once (C2, C4)
+    log("info", ("session %s: %s not started: the session is closing"):format(session.id, name_of(t)))
+    t:complete(tools.ToolError(name_of(t) .. " cancelled: the session is closing"))
+    error(t._error, 0)
+  end
+  self:_pause() -- T2: paused, its on_exit does not run
+  run.paused = true
+  session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(self.agent), new_agent = name_of(t),
+                                  old = self.agent, new = t })
+  local start_len = #t.chat_ctx.items
+  local child = _M.new(session, t, self)
+  session:_push(child)
+  run.child = child
+  child:start()
+  run.started = true
+  if not t._done then
+    run.waiting = true
+    session:_pending(-1)
+  end
+  t:_wait_done()
+  child:close({ force = session.closing })
+  -- T3: the task's new messages join the caller's context (tool calls only if asked)
+  local items = t.chat_ctx.items
+  for i = start_len + 1, #items do
+    local it = items[i]
+    if it.type == "message" or (t.merge_tool_calls and it.type:match("^function_call")) then
+      self.agent.chat_ctx:add(it)
     end
-    -- While the task runs, the caller waits for it (and its user), not for
-    -- itself: it stops counting as pending work once the task's activity
-    -- counts, and counts again the moment the task completes (complete()
-    -- calls _on_complete synchronously), so a run cannot settle in between.
-    local waiting = false
-    t._on_complete = function()
-      if waiting then waiting = false session:_pending(1) end
-    end
-    task.defer(t._on_complete)
-    self:_pause() -- T2: paused, its on_exit does not run
-    task.defer(function() self:_resume() end)
-    session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(self.agent), new_agent = name_of(t),
-                                    old = self.agent, new = t })
-    local start_len = #t.chat_ctx.items
-    local child = _M.new(session, t, self)
-    session:_push(child)
-    task.defer(function() session:_pop(child) end)
-    child:start()
-    task.defer(function() child:close({ force = true }) end)
-    if not t._done then
-      waiting = true
-      session:_pending(-1)
-    end
-    t:_wait_done()
-    child:close({ force = session.closing })
-    -- T3: the task's new messages join the caller's context (tool calls only if asked)
-    local items = t.chat_ctx.items
-    for i = start_len + 1, #items do
-      local it = items[i]
-      if it.type == "message" or (t.merge_tool_calls and it.type:match("^function_call")) then
-        self.agent.chat_ctx:add(it)
-      end
-    end
-    session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(t), new_agent = name_of(self.agent),
-                                    old = t, new = self.agent })
-    if t._error ~= nil then
-      error(t._error, 0)
-    end
-    return t._value
-  end)
+  end
+  session:_add_item(self.agent, { type = "agent_handoff", old_agent = name_of(t), new_agent = name_of(self.agent),
+                                  old = t, new = self.agent })
+  if t._error ~= nil then
+    error(t._error, 0)
+  end
+  return t._value
+end
+
+function Activity:_run_task(t)
+  return task.scope(run_task_body, self, t)
 end
 
 return _M

@@ -3,6 +3,7 @@
 --   obj:emit(name, ev)         handlers run in order, protected: an error in
 --                              one is logged (with its traceback) and the
 --                              others still run
+--   obj:listens(name)          whether anyone would receive it
 local log = require("moonline.core").log
 local xpcall = xpcall
 
@@ -63,9 +64,16 @@ function _M.emit(self, name, ev)
   end
 end
 
---- mixin(class): adds on/off/once/emit to a class table
+--- obj:listens(name) -> whether a handler is registered for name (callers
+-- that would build an event for nobody skip it)
+function _M.listens(self, name)
+  local list = self._handlers and self._handlers[name]
+  return list ~= nil and #list > 0
+end
+
+--- mixin(class): adds on/off/once/emit/listens to a class table
 function _M.mixin(class)
-  class.on, class.off, class.once, class.emit = _M.on, _M.off, _M.once, _M.emit
+  class.on, class.off, class.once, class.emit, class.listens = _M.on, _M.off, _M.once, _M.emit, _M.listens
   return class
 end
 

@@ -79,7 +79,9 @@ function AgentSession:_set_agent_state(state)
   if self.agent_state == state then return end
   local old = self.agent_state
   self.agent_state = state
-  self:emit("agent_state_changed", { old_state = old, new_state = state })
+  if self:listens("agent_state_changed") then
+    self:emit("agent_state_changed", { old_state = old, new_state = state })
+  end
 end
 
 function AgentSession:_top()
@@ -109,7 +111,9 @@ function AgentSession:_add_item(agent, item)
   if agent and item.type ~= "agent_handoff" then
     agent.chat_ctx:add(item)
   end
-  self:emit("conversation_item_added", { item = item })
+  if self:listens("conversation_item_added") then
+    self:emit("conversation_item_added", { item = item })
+  end
   local run = self._run
   if run then run:_event(item) end
   return item
@@ -365,12 +369,15 @@ end
 -- session is doing (the greeting of on_enter, a turn: speeches, hooks,
 -- handoffs) has settled, or the session closed. A tool waiting for an
 -- AgentTask's user does not count.
+local function wait_settled(self)
+  while self.pending > 0 and not self.closed do
+    self.cond:wait("session idle")
+  end
+end
+
 function AgentSession:wait_idle(seconds)
-  local ok = task.with_timeout(seconds or self.opts.run_timeout, function()
-    while self.pending > 0 and not self.closed do
-      self.cond:wait("session idle")
-    end
-  end)
+  if self.pending <= 0 or self.closed then return true end -- nothing to wait for: no timer either
+  local ok = task.with_timeout(seconds or self.opts.run_timeout, wait_settled, self)
   if not ok then return nil, "timeout" end
   return true
 end
@@ -418,7 +425,9 @@ function AgentSession:_user_turn(text)
   local act = top_activity(self, "run")
   local agent = act.agent
   local msg = { type = "message", role = "user", content = text }
-  self:emit("user_input_transcribed", { transcript = text, is_final = true })
+  if self:listens("user_input_transcribed") then
+    self:emit("user_input_transcribed", { transcript = text, is_final = true })
+  end
   local hook = agent.on_user_turn_completed
   if hook then
     local ok, err = pcall(hook, agent, agent.chat_ctx, msg)

@@ -276,6 +276,15 @@ static int l_check_cancel(lua_State *L)
   return 3;
 }
 
+/* cancelled_through() -> whether a cancellation outside the task's shield is
+ * pending (not delivered yet); q:wait(what, true) would deliver it. */
+static int l_cancelled_through(lua_State *L)
+{
+  ml_task *t = ml_bind_task(L, "task.cancelled_through");
+  lua_pushboolean(L, ml_task_cancelled_through(t) != NULL);
+  return 1;
+}
+
 /* ---- wait queues --------------------------------------------------------------------- */
 
 void ml_waitq_init(ml_waitq *q) { ml_list_init(&q->tasks); }
@@ -308,12 +317,25 @@ static int l_waitq(lua_State *L)
   return 1;
 }
 
+/* q:wait([what [, through_shield]]): through_shield: a cancellation of a scope
+ * outside the task's innermost shield also ends the wait (once per scope), for
+ * a supervisor that runs shielded but must hear that it is being cancelled. */
 static int l_waitq_wait(lua_State *L)
 {
   ml_waitq *q = luaL_checkudata(L, 1, WAITQ_MT);
   ml_task *t = ml_bind_wait_task(L, "wait");
+  int through = lua_toboolean(L, 3);
   if (ml_bind_cancelled(t)) return lua_yield(L, 0);
+  if (through) {
+    ml_scope *s = ml_task_cancelled_through(t);
+    if (s) {
+      lua_settop(L, 0);
+      ml_task_push_cancel(t, s);
+      return 3;
+    }
+  }
   ml_waitq_wait(q, t, luaL_optstring(L, 2, "wait queue"));
+  t->through_shield = through != 0;
   return lua_yield(L, 0);
 }
 
@@ -477,6 +499,7 @@ int ml_open_task(lua_State *L)
                                  {"sleep", l_sleep},
                                  {"yield", l_yield},
                                  {"check_cancel", l_check_cancel},
+                                 {"cancelled_through", l_cancelled_through},
                                  {"task_fail", l_task_fail},
                                  {"waitq", l_waitq},
                                  {"now", l_now},

@@ -120,6 +120,7 @@ struct ml_task {
   int nresume; /* values pushed on co for the next resume */
   unsigned supervised : 1, abandoned : 1;
   unsigned stop_requested : 1; /* its scope was told to stop: its failure is its own */
+  unsigned through_shield : 1; /* its wait also ends on a cancellation outside its shield */
   int checkpoint; /* why it yielded without an op: ML_CHECKPOINT_* */
   uint64_t delivered_scope; /* id of the cancelled scope last delivered */
   ml_list waiters; /* tasks blocked in t:wait() on this task */
@@ -242,6 +243,9 @@ void ml_task_interrupt(ml_task *t);
 void ml_task_cancel(ml_task *t, const char *reason);
 /* The outermost cancelled scope that applies to the task now, or NULL. */
 ml_scope *ml_task_cancelled(ml_task *t);
+/* The same, seen through shields (not through cleanup), once per scope: NULL
+ * when that cancellation was delivered to the task already. */
+ml_scope *ml_task_cancelled_through(ml_task *t);
 /* C backstop: never resume the coroutine again; close what it owned. */
 void ml_task_abandon(ml_task *t, const char *why);
 

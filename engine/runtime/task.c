@@ -90,6 +90,7 @@ void ml_task_post(ml_task *t, int n)
   if (t->state != ML_TASK_WAITING) return;
   t->op.cancel = NULL;
   t->op.data = NULL;
+  t->through_shield = 0;
   t->nresume = n;
   t->state = ML_TASK_READY;
   ml_loop_push_ready(t->loop, t);
@@ -106,6 +107,16 @@ ml_scope *ml_task_cancelled(ml_task *t)
   return found;
 }
 
+ml_scope *ml_task_cancelled_through(ml_task *t)
+{
+  ml_scope *found = NULL;
+  for (ml_scope *s = t->cur; s; s = (s == t->body) ? NULL : s->parent) {
+    if (s->unwinding) break;
+    if (s->cancelled) found = s;
+  }
+  return found && found->id != t->delivered_scope ? found : NULL;
+}
+
 void ml_task_push_cancel(ml_task *t, ml_scope *s)
 {
   t->delivered_scope = s->id;
@@ -119,6 +130,7 @@ void ml_task_interrupt(ml_task *t)
 {
   if (t->state != ML_TASK_WAITING) return;
   ml_scope *s = ml_task_cancelled(t);
+  if (!s && t->through_shield) s = ml_task_cancelled_through(t);
   if (!s) return;
   ml_op op = t->op;
   if (op.cancel) op.cancel(t, op.data);

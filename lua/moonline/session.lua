@@ -64,7 +64,10 @@ function AgentSession.new(opts)
     pending = 0,
     llm_errors = 0,
     cond = task.condition(),
-    cmds = task.channel(1e9),
+    cmds = {}, -- for the session task: close and handoff commands, in order
+    cmd_head = 1,
+    cmd_tail = 0,
+    cmd_cond = task.condition(),
     started = false,
     closing = false,
     closed = false,
@@ -161,7 +164,8 @@ function AgentSession:_switch(agent)
     old:close({ force = false })
     self:_pop(old)
   end
-  if self.closing then return end -- C4
+  -- C4; the job ending (seen through the shield) counts as close begun
+  if self.closing or task.cancelled_through() then return end
   self:_add_item(nil, { type = "agent_handoff", old_agent = old and old.agent.name, new_agent = agent.name,
                         old = old and old.agent, new = agent })
   local act = activity_mod.new(self, agent)
@@ -199,6 +203,25 @@ function AgentSession:_close_all(cmd)
   end
 end
 
+-- The session task runs shielded (its activities are closed in order, not
+-- cancelled all at once), but it waits for commands through the shield: a
+-- cancellation from outside (the job ending) ends that wait, and becomes an
+-- ordered close.
+local function next_cmd(self)
+  local cmds = self.cmds
+  while cmds[self.cmd_head] == nil do
+    local ok, err = pcall(self.cmd_cond.wait, self.cmd_cond, "session command", true)
+    if not ok then
+      if not task.is_cancelled(err) then error(err, 0) end
+      self:_request_close({ reason = "job_shutdown" })
+    end
+  end
+  local cmd = cmds[self.cmd_head]
+  cmds[self.cmd_head] = nil
+  self.cmd_head = self.cmd_head + 1
+  return cmd
+end
+
 local function session_body(self, agent)
   local root = activity_mod.new(self, agent)
   self:_push(root)
@@ -208,7 +231,7 @@ local function session_body(self, agent)
   self.cond:notify_all()
   local cmd
   while true do
-    cmd = self.cmds:recv()
+    cmd = next_cmd(self)
     if cmd.kind == "close" then break end
     if cmd.kind == "handoff" then
       if cmd.from == self.stack[1] and not self.closing then
@@ -225,16 +248,8 @@ end
 
 local function session_main(self, agent)
   self.obj = task.lifecycle("session")
-  -- turns a cancellation from outside (the job ending) into an ordered close
-  local watcher = task.spawn("session watcher", function()
-    local ok = pcall(function()
-      while not self.closing do self.cond:wait("session") end
-    end)
-    if not ok then self:_request_close({ reason = "job_shutdown" }) end
-  end)
   task.defer(function() self:_finished() end)
   task.shield(session_body, self, agent)
-  watcher:cancel("session closed")
 end
 
 -- Runs once the session task ends, however it ends (also after a script error).
@@ -251,17 +266,23 @@ function AgentSession:_finished()
   self:emit("close", { reason = self.reason or "error", error = self.close_error }) -- C7: once
 end
 
+local function send_cmd(self, cmd)
+  self.cmd_tail = self.cmd_tail + 1
+  self.cmds[self.cmd_tail] = cmd
+  self.cmd_cond:notify(1)
+end
+
 function AgentSession:_request_close(cmd)
   if self.closing then return end
   self.closing = true
   cmd.kind = "close"
-  self.cmds:send(cmd)
+  send_cmd(self, cmd)
   self.cond:notify_all()
 end
 
 function AgentSession:_request_handoff(from, agent)
   self:_pending(1)
-  self.cmds:send({ kind = "handoff", from = from, agent = agent })
+  send_cmd(self, { kind = "handoff", from = from, agent = agent })
 end
 
 ---------------------------------------------------------------------------

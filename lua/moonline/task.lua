@@ -289,6 +289,10 @@ function _M.yield()
   return await(core.yield())
 end
 
+--- cancelled_through() -> whether a cancellation from outside the current
+-- shield is pending (see condition:wait(what, true)); never raises, never waits.
+_M.cancelled_through = core.cancelled_through
+
 --- check_cancel(): raise Cancelled now if the task is cancelled.
 function _M.check_cancel()
   waitable("task.check_cancel")
@@ -380,15 +384,19 @@ Channel.__len = Channel.len
 local Condition = {}
 Condition.__index = Condition
 
---- condition() -> c with c:wait([what]), c:notify([n=1]), c:notify_all().
+--- condition() -> c with c:wait([what [, through_shield]]), c:notify([n=1]), c:notify_all().
 -- A woken waiter re-checks its predicate (loop around wait).
+-- through_shield: a cancellation of a scope outside the waiter's shield also
+-- raises Cancelled here, once per scope (a supervisor that runs shielded but
+-- must hear that it is being cancelled, to stop in order); task.cancelled_through()
+-- tells whether one is pending without waiting.
 function _M.condition()
   return setmetatable({ q = core.waitq() }, Condition)
 end
 
-function Condition:wait(what)
+function Condition:wait(what, through_shield)
   waitable("condition:wait")
-  return await(self.q:wait(what or "condition"))
+  return await(self.q:wait(what or "condition", through_shield))
 end
 
 function Condition:notify(n)

@@ -207,6 +207,50 @@ describe("cancellation", function()
     assert.is_true(task.is_cancelled(err))
   end, { virtual = true }))
 
+
+  it("a wait through the shield hears a cancellation from outside once; the shielded work goes on", rt.run(function()
+    local cond = task.condition()
+    local heard, slept, pending_after = 0, false, nil
+    local t = task.spawn(function()
+      task.shield(function()
+        local ok, err = pcall(cond.wait, cond, "outside", true)
+        if not ok and task.is_cancelled(err) then heard = heard + 1 end
+        pending_after = task.cancelled_through()
+        task.sleep(1) -- an ordinary wait inside the shield: not cancelled
+        slept = true
+        -- delivered once: a second wait through the shield waits for real
+        local woke = task.with_timeout(1, cond.wait, cond, "again", true)
+        assert.is_nil(woke)
+      end)
+      task.sleep(1000) -- out of the shield: the cancellation applies again
+    end)
+    task.sleep(0.1)
+    t:cancel("job ends")
+    local ok, err = t:wait()
+    assert.equal(1, heard)
+    assert.is_false(pending_after)
+    assert.is_true(slept)
+    assert.is_false(ok)
+    assert.equal("job ends", err.reason)
+  end, { virtual = true }))
+
+  it("a wait through the shield raises at once when the cancellation came first", rt.run(function()
+    local cond = task.condition()
+    local seen
+    local t = task.spawn(function()
+      task.shield(function()
+        task.sleep(1) -- cancelled from outside meanwhile
+        seen = task.cancelled_through()
+        local ok, err = pcall(cond.wait, cond, "outside", true)
+        assert.is_false(ok)
+        assert.equal("early", err.reason)
+      end)
+    end)
+    task.sleep(0.1)
+    t:cancel("early")
+    t:wait()
+    assert.is_true(seen)
+  end, { virtual = true }))
   it("a task cancelled before it starts never runs its body", rt.run(function()
     local ran = false
     local t = task.spawn(function() ran = true end)

@@ -109,7 +109,7 @@ struct ml_task {
   lua_State *co;
   int co_ref; /* anchors the coroutine while live */
   int self_ref; /* anchors this userdata while live */
-  int result_ref; /* table {status, ...} once done */
+  int result_ref; /* table {values..., n =} once done; LUA_REFNIL: no values */
   ml_scope *parent; /* scope it was spawned in */
   ml_scope *body; /* its own outermost scope */
   ml_scope *cur; /* innermost open scope */

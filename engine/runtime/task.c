@@ -149,6 +149,10 @@ void ml_task_cancel(ml_task *t, const char *reason)
 int ml_task_push_result(ml_task *t, lua_State *co)
 {
   lua_State *L = t->loop->L;
+  if (t->result_ref == LUA_REFNIL) { /* no values */
+    lua_pushboolean(co, t->status == ML_STATUS_OK);
+    return 1;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
   lua_getfield(L, -1, "n");
   int n = (int)lua_tointeger(L, -1);
@@ -168,12 +172,16 @@ static void task_done(ml_task *t, enum ml_task_status status, int n)
 {
   ml_loop *loop = t->loop;
   lua_State *L = loop->L;
-  lua_createtable(L, n, 1);
-  lua_insert(L, -(n + 1));
-  for (int i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
-  lua_pushinteger(L, n);
-  lua_setfield(L, -2, "n");
-  t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (n == 0 && status != ML_STATUS_ERROR) {
+    t->result_ref = LUA_REFNIL; /* most tasks return nothing: no table for it */
+  } else {
+    lua_createtable(L, n, 1);
+    lua_insert(L, -(n + 1));
+    for (int i = n; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 
   t->state = ML_TASK_DONE;
   t->status = status;

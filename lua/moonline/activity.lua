@@ -340,6 +340,9 @@ end
 -- Tools: every call gets exactly one recorded outcome and one event
 ---------------------------------------------------------------------------
 
+-- text output has no playout to wait for: the text was delivered
+local function no_playout() end
+
 local function tool_ctx(self, sp, call)
   local session = self.session
   return {
@@ -350,8 +353,7 @@ local function tool_ctx(self, sp, call)
     function_call = call,
     userdata = session.userdata,
     disallow_interruptions = function() sp.allow_interruptions = false end,
-    -- text output has no playout to wait for: the text was delivered
-    wait_for_playout = function() end,
+    wait_for_playout = no_playout,
   }
 end
 
@@ -418,6 +420,25 @@ function Activity:_record_output(call)
   })
 end
 
+local function run_calls(self, sp, list)
+  local session = self.session
+  -- outputs recorded in call order, after every call ended, even when the
+  -- speech is interrupted (I5): this runs in the scope's cleanup
+  task.defer(function()
+    for _, call in ipairs(list) do self:_record_output(call) end
+    if session:listens("function_tools_executed") then
+      session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
+    end
+  end)
+  if #list == 1 then
+    call_tool_here(self, sp, list[1])
+  else
+    for _, call in ipairs(list) do
+      task.spawn_supervised("tool:" .. call.name, call_tool, self, sp, call)
+    end
+  end
+end
+
 -- Runs the calls of one step concurrently; returns reply_required, handoff.
 function Activity:_run_tools(sp, calls)
   local session = self.session
@@ -429,23 +450,7 @@ function Activity:_run_tools(sp, calls)
     session:_add_item(self.agent, { type = "function_call", call_id = call.call_id, name = call.name,
                                     arguments = call.arguments })
   end
-  task.scope(function()
-    -- outputs recorded in call order, after every call ended, even when the
-    -- speech is interrupted (I5): this runs in the scope's cleanup
-    task.defer(function()
-      for _, call in ipairs(list) do self:_record_output(call) end
-      if session:listens("function_tools_executed") then
-        session:emit("function_tools_executed", { function_calls = list, speech_handle = sp })
-      end
-    end)
-    if #list == 1 then
-      call_tool_here(self, sp, list[1])
-    else
-      for _, call in ipairs(list) do
-        task.spawn_supervised("tool:" .. call.name, call_tool, self, sp, call)
-      end
-    end
-  end)
+  task.scope(run_calls, self, sp, list)
   local reply, handoff = false, nil
   for _, call in ipairs(list) do
     local o = call.outcome

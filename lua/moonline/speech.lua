@@ -40,6 +40,8 @@ function _M.new(activity, opts)
     error = nil,
     steps = 0,
     obj = task.lifecycle("speech", activity.task),
+    task = false, -- set when it plays (sized in: no rehash)
+    _on_done = false,
   }, SpeechHandle)
 end
 

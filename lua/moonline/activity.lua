@@ -64,9 +64,18 @@ end
 -- Hooks: on_enter / on_exit run as tasks with a call context
 ---------------------------------------------------------------------------
 
-local function run_hook(self, name, fn)
+-- A hook counts as pending work until its task ends. A hook task cancelled
+-- before it first ran never reaches its body's defer, so the activity also
+-- settles every record when it ends (activity_ended).
+local function hook_settle(self, rec)
+  if rec.settled then return end
+  rec.settled = true
+  self.session:_pending(-1)
+end
+
+local function run_hook(self, name, fn, rec)
   local session = self.session
-  task.defer(function() session:_pending(-1) end)
+  task.defer(function() hook_settle(self, rec) end)
   context.set({ session = session, activity = self, hook = name, userdata = session.userdata })
   local ok, err = xpcall(fn, on_error, self.agent)
   if not ok and not task.is_cancelled(err) then
@@ -79,8 +88,11 @@ function Activity:_hook(name)
   local fn = self.agent[name]
   if not fn then return nil end
   self.session:_pending(1)
-  local t = task.spawn_supervised(name, run_hook, self, name, fn)
-  self.hooks[#self.hooks + 1] = t
+  local rec = { settled = false }
+  local t = task.spawn_supervised(name, run_hook, self, name, fn, rec)
+  local hooks = self.hooks
+  hooks[#hooks + 1] = t
+  hooks[t] = rec
   return t
 end
 
@@ -88,7 +100,25 @@ end
 -- Lifecycle
 ---------------------------------------------------------------------------
 
+-- However the activity's task ends (also by an error or a cancellation at
+-- any yield point): the speech it was playing and those still queued end
+-- interrupted, so nothing (a turn waiting to settle) waits for them.
+local function activity_ended(self)
+  if self.on_ended then self.on_ended() end -- an AgentTask's caller counts as pending again first
+  local sp = self.current
+  self.current = nil
+  if sp and not sp.done then
+    sp:interrupt({ force = true })
+    sp:_finish()
+  end
+  self:_drop_queue()
+  for i = 1, #self.hooks do hook_settle(self, self.hooks[self.hooks[i]]) end
+  self.closed = true
+  self.cond:notify_all()
+end
+
 local function activity_main(self)
+  task.defer(function() activity_ended(self) end)
   self.obj = task.lifecycle("activity")
   self.agent.session = self.session
   self.obj:advance(RUNNING)
@@ -481,11 +511,13 @@ local function close_child(child) child:close({ force = true }) end
 
 local function undo_run_task(self, t, run)
   local session = self.session
+  -- the caller counts as pending again before anything of the task's ends,
+  -- so a turn cannot look settled while this unwinds
+  protected(t._on_complete)
+  t._on_complete = nil -- the task outlives the run (in the history): keep nothing of the run alive
   if run.started then protected(close_child, run.child) end
   if run.child then protected(session._pop, session, run.child) end
   if run.paused then protected(self._resume, self) end
-  protected(t._on_complete)
-  t._on_complete = nil -- the task outlives the run (in the history): keep nothing of the run alive
   run.child = nil
   protected(self.task_lock.release, self.task_lock)
 end
@@ -503,9 +535,10 @@ local function run_task_body(self, t)
   -- counts, and counts again the moment the task completes (complete()
   -- calls _on_complete synchronously), so a run cannot settle in between.
   local run = { waiting = false }
-  t._on_complete = function()
+  local function stop_waiting()
     if run.waiting then run.waiting = false session:_pending(1) end
   end
+  t._on_complete = stop_waiting
   task.defer(function() undo_run_task(self, t, run) end)
   if session.closing then
     -- the session is closing: the task cannot start; it completes at once (C2, C4)
@@ -519,6 +552,7 @@ local function run_task_body(self, t)
                                   old = self.agent, new = t })
   local start_len = #t.chat_ctx.items
   local child = _M.new(session, t, self)
+  child.on_ended = stop_waiting -- also when the task's activity fails before the task completes
   session:_push(child)
   run.child = child
   child:start()

@@ -102,32 +102,34 @@ typedef struct ml_op {
 enum ml_task_state { ML_TASK_READY, ML_TASK_RUNNING, ML_TASK_WAITING, ML_TASK_DONE };
 enum ml_task_status { ML_STATUS_NONE, ML_STATUS_OK, ML_STATUS_ERROR, ML_STATUS_CANCELLED };
 
+#define ML_TASK_NAME_MAX 48 /* with its "#id", NUL included; longer names are cut */
+
 struct ml_task {
   ml_list ready_link; /* ready queue */
   ml_list child_link; /* parent scope's children */
   ml_loop *loop;
   lua_State *co;
-  int co_ref; /* anchors the coroutine while live */
-  int self_ref; /* anchors this userdata while live */
-  int result_ref; /* table {values..., n =} once done; LUA_REFNIL: no values */
   ml_scope *parent; /* scope it was spawned in */
   ml_scope *body; /* its own outermost scope */
   ml_scope *cur; /* innermost open scope */
-  enum ml_task_state state;
-  enum ml_task_status status;
   ml_op op;
   ml_timer sleep_timer; /* sleep needs no allocation */
-  int nresume; /* values pushed on co for the next resume */
-  unsigned supervised : 1, abandoned : 1;
-  unsigned stop_requested : 1; /* its scope was told to stop: its failure is its own */
-  unsigned through_shield : 1; /* its wait also ends on a cancellation outside its shield */
-  int checkpoint; /* why it yielded without an op: ML_CHECKPOINT_* */
   uint64_t delivered_scope; /* id of the cancelled scope last delivered */
   ml_list waiters; /* tasks blocked in t:wait() on this task */
   ml_list wait_link; /* in a wait queue while blocked on one */
   ml_list live_link; /* loop->live while not done */
   uint64_t id;
-  char name[48];
+  int co_ref; /* anchors the coroutine while live */
+  int self_ref; /* anchors this userdata while live */
+  int result_ref; /* table {values..., n =} once done; LUA_REFNIL: no values */
+  enum ml_task_state state;
+  enum ml_task_status status;
+  int nresume; /* values pushed on co for the next resume */
+  int checkpoint; /* why it yielded without an op: ML_CHECKPOINT_* */
+  unsigned supervised : 1, abandoned : 1;
+  unsigned stop_requested : 1; /* its scope was told to stop: its failure is its own */
+  unsigned through_shield : 1; /* its wait also ends on a cancellation outside its shield */
+  char name[]; /* "name#id", allocated to its length (at most ML_TASK_NAME_MAX) */
 };
 
 enum ml_scope_kind { ML_SCOPE_BODY, ML_SCOPE_PLAIN, ML_SCOPE_TIMEOUT, ML_SCOPE_SHIELD };

@@ -21,14 +21,21 @@ ml_task *ml_task_current(lua_State *L)
 ml_task *ml_task_spawn(ml_loop *loop, lua_State *L, ml_scope *parent, int nargs, int supervised,
                        const char *name)
 {
-  ml_task *t = lua_newuserdata(L, sizeof *t);
+  /* the name is stored inline, at its length: most are short ("speech#42") */
+  char buf[ML_TASK_NAME_MAX];
+  uint64_t id = ++loop->next_id;
+  int len = snprintf(buf, sizeof buf, "%s#%llu", name && *name ? name : "task", (unsigned long long)id);
+  if (len < 0) len = 0;
+  if (len >= (int)sizeof buf) len = (int)sizeof buf - 1;
+  ml_task *t = lua_newuserdata(L, sizeof *t + (size_t)len + 1);
   memset(t, 0, sizeof *t);
+  memcpy(t->name, buf, (size_t)len + 1);
   luaL_getmetatable(L, TASK_MT);
   lua_setmetatable(L, -2);
   lua_insert(L, -(nargs + 2)); /* task fn args... */
 
   t->loop = loop;
-  t->id = ++loop->next_id;
+  t->id = id;
   t->result_ref = LUA_NOREF;
   t->supervised = supervised != 0;
   ml_list_init(&t->ready_link);
@@ -37,10 +44,6 @@ ml_task *ml_task_spawn(ml_loop *loop, lua_State *L, ml_scope *parent, int nargs,
   ml_list_init(&t->wait_link);
   ml_list_init(&t->live_link);
   ml_timer_init(&t->sleep_timer, NULL);
-  if (name && *name)
-    snprintf(t->name, sizeof t->name, "%s#%llu", name, (unsigned long long)t->id);
-  else
-    snprintf(t->name, sizeof t->name, "task#%llu", (unsigned long long)t->id);
 
   t->co = lua_newthread(L);
   t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -64,6 +64,20 @@ describe("scope exit stack", function()
   end, { virtual = true }))
 end)
 
+describe("task names", function()
+  it("are name#id, task#id without a name, cut at 47 bytes", rt.run(function()
+    local a = task.spawn("speech", function() end)
+    local b = task.spawn(function() end)
+    local long = task.spawn(("x"):rep(60), function() end)
+    assert.matches("^speech#%d+$", a:name())
+    assert.matches("^task#%d+$", b:name())
+    assert.equal(("x"):rep(47), long:name())
+    assert.equal("moonline task " .. a:name(), tostring(a))
+    for _, t in ipairs({ a, b, long }) do t:wait() end
+    assert.matches("^speech#%d+$", a:name()) -- kept once done
+  end))
+end)
+
 describe("errors", function()
   it("cancels sleeping siblings, closes every resource and keeps the traceback", function()
     local cancelled = 0

@@ -70,6 +70,7 @@ int luaopen_moonline_core(lua_State *L)
   ml_open_lifecycle(L);
   ml_open_sip(L);
   ml_open_room(L);
+  ml_open_voice(L);
   lua_pushcfunction(L, l_methods);
   lua_setfield(L, -2, "methods");
   lua_pushliteral(L, MOONLINE_VERSION);

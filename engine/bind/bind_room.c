@@ -101,6 +101,8 @@ static int l_room_create(lua_State *L)
   return 1;
 }
 
+ml_room *ml_bind_room_get(lua_State *L, int idx) { return check_room(L, idx)->room; }
+
 /* the room member behind a handle, or a Lua error naming what is wrong */
 static ml_room_member *member_of(lua_State *L, int idx)
 {

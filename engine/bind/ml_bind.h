@@ -45,10 +45,14 @@ int ml_open_http(lua_State *L);
 int ml_open_lifecycle(lua_State *L);
 int ml_open_sip(lua_State *L);
 int ml_open_room(lua_State *L);
+int ml_open_voice(lua_State *L);
 
 /* The room member of the SIP call handle at idx (its RTP stream, ready to
  * join a room), or NULL with *err saying why (not a call, not answered,
  * ended). A room that closes with the call inside hangs it up. */
 struct ml_room_member *ml_bind_sip_room_member(lua_State *L, int idx, const char **err);
+
+/* The room of the room handle at idx, or a Lua error (not a room, closed). */
+struct ml_room *ml_bind_room_get(lua_State *L, int idx);
 
 #endif

@@ -197,6 +197,8 @@ int ml_voice_io_next(ml_voice_io *v, ml_voice_event *out)
   return 1;
 }
 
+unsigned ml_voice_io_pending(const ml_voice_io *v) { return v->evlen; }
+
 /* ---- the speech buffer ------------------------------------------------------------ */
 
 /* Room for n more samples, growing by doubling up to cap_max: how many fit. */

@@ -136,6 +136,8 @@ void ml_voice_io_pause(ml_voice_io *v, int paused);
 /* Take the oldest event: 1, or 0 when the queue is empty. The event's text
  * belongs to the caller until ml_voice_event_clear. */
 int ml_voice_io_next(ml_voice_io *v, ml_voice_event *out);
+/* Events queued (not yet taken). */
+unsigned ml_voice_io_pending(const ml_voice_io *v);
 void ml_voice_event_clear(ml_voice_event *e);
 
 void ml_voice_io_stats_get(const ml_voice_io *v, ml_voice_stats *out);

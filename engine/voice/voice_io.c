@@ -591,7 +591,7 @@ static void on_tick(ml_endpoint *e, void *data)
   }
   v->st.heard = ml_vad_position(v->vad);
   speeches_settle(v);
-  if (v->held && v->cur && v->len < v->cap_max) {
+  if (v->held && v->cur && v->len <= v->cap_max / 2) { /* in big steps, not a frame at a time */
     v->held = 0;
     ml_tts_request_resume(v->cur->req);
   }

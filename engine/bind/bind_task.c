@@ -8,6 +8,7 @@
 
 static const char TASK_MT[] = "moonline.task";
 static const char WAITQ_MT[] = "moonline.waitq";
+static const char COND_MT[] = "moonline.condition"; /* a wait queue with notify methods */
 
 static uint64_t seconds_to_ns(lua_State *L, int idx, const char *prim)
 {
@@ -308,13 +309,32 @@ int ml_waitq_wake(ml_waitq *q, int n)
   return woken;
 }
 
-static int l_waitq(lua_State *L)
+static int new_waitq(lua_State *L, const char *mt)
 {
   ml_waitq *q = lua_newuserdata(L, sizeof *q);
   ml_waitq_init(q);
-  luaL_getmetatable(L, WAITQ_MT);
+  luaL_getmetatable(L, mt);
   lua_setmetatable(L, -2);
   return 1;
+}
+
+static int l_waitq(lua_State *L) { return new_waitq(L, WAITQ_MT); }
+/* condition() -> c: the wait queue itself (no table around it) */
+static int l_condition(lua_State *L) { return new_waitq(L, COND_MT); }
+
+/* The wait queue at index 1: a moonline.waitq or a moonline.condition. */
+static ml_waitq *check_waitq(lua_State *L)
+{
+  ml_waitq *q = lua_touserdata(L, 1);
+  if (q && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, WAITQ_MT);
+    luaL_getmetatable(L, COND_MT);
+    int ok = lua_rawequal(L, -3, -2) || lua_rawequal(L, -3, -1);
+    lua_pop(L, 3);
+    if (ok) return q;
+  }
+  luaL_typerror(L, 1, "wait queue");
+  return NULL;
 }
 
 /* q:wait([what [, through_shield]]): through_shield: a cancellation of a scope
@@ -322,7 +342,7 @@ static int l_waitq(lua_State *L)
  * a supervisor that runs shielded but must hear that it is being cancelled. */
 static int l_waitq_wait(lua_State *L)
 {
-  ml_waitq *q = luaL_checkudata(L, 1, WAITQ_MT);
+  ml_waitq *q = check_waitq(L);
   ml_task *t = ml_bind_wait_task(L, "wait");
   int through = lua_toboolean(L, 3);
   if (ml_bind_cancelled(t)) return lua_yield(L, 0);
@@ -341,7 +361,7 @@ static int l_waitq_wait(lua_State *L)
 
 static int l_waitq_wake(lua_State *L)
 {
-  ml_waitq *q = luaL_checkudata(L, 1, WAITQ_MT);
+  ml_waitq *q = check_waitq(L);
   int n = (int)luaL_optinteger(L, 2, 1);
   lua_pushinteger(L, ml_waitq_wake(q, n));
   return 1;
@@ -349,7 +369,7 @@ static int l_waitq_wake(lua_State *L)
 
 static int l_waitq_wake_all(lua_State *L)
 {
-  ml_waitq *q = luaL_checkudata(L, 1, WAITQ_MT);
+  ml_waitq *q = check_waitq(L);
   lua_pushinteger(L, ml_waitq_wake(q, 0x7fffffff));
   return 1;
 }
@@ -487,6 +507,14 @@ int ml_open_task(lua_State *L)
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
+  static const luaL_Reg cond_methods[] = {
+      {"wait", l_waitq_wait}, {"notify", l_waitq_wake}, {"notify_all", l_waitq_wake_all}, {NULL, NULL}};
+  luaL_newmetatable(L, COND_MT);
+  lua_newtable(L);
+  luaL_register(L, NULL, cond_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
   static const luaL_Reg fns[] = {{"spawn", l_spawn},
                                  {"spawn_supervised", l_spawn_supervised},
                                  {"current", l_current},
@@ -502,6 +530,7 @@ int ml_open_task(lua_State *L)
                                  {"cancelled_through", l_cancelled_through},
                                  {"task_fail", l_task_fail},
                                  {"waitq", l_waitq},
+                                 {"condition", l_condition},
                                  {"now", l_now},
                                  {"clock_virtual", l_clock_virtual},
                                  {"clock_is_virtual", l_clock_is_virtual},

@@ -381,31 +381,23 @@ Channel.__len = Channel.len
 -- Conditions and locks (wait queues underneath)
 ---------------------------------------------------------------------------
 
-local Condition = {}
-Condition.__index = Condition
-
+-- A condition is a C wait queue (moonline.condition) with the methods below.
 --- condition() -> c with c:wait([what [, through_shield]]), c:notify([n=1]), c:notify_all().
 -- A woken waiter re-checks its predicate (loop around wait).
 -- through_shield: a cancellation of a scope outside the waiter's shield also
 -- raises Cancelled here, once per scope (a supervisor that runs shielded but
 -- must hear that it is being cancelled, to stop in order); task.cancelled_through()
 -- tells whether one is pending without waiting.
-function _M.condition()
-  return setmetatable({ q = core.waitq() }, Condition)
-end
+_M.condition = core.condition
 
-function Condition:wait(what, through_shield)
-  waitable("condition:wait")
-  return await(self.q:wait(what or "condition", through_shield))
-end
+wrap_method(core.methods("moonline.condition"), "wait", function(raw)
+  return function(self, what, through_shield)
+    waitable("condition:wait")
+    return await(raw(self, what or "condition", through_shield))
+  end
+end)
 
-function Condition:notify(n)
-  return self.q:wake(n or 1)
-end
-
-function Condition:notify_all()
-  return self.q:wake_all()
-end
+--- c:notify([n=1]) -> tasks woken; c:notify_all() -> tasks woken (C methods)
 
 local Lock = {}
 Lock.__index = Lock

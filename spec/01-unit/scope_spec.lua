@@ -78,6 +78,25 @@ describe("task names", function()
   end))
 end)
 
+describe("conditions", function()
+  it("wake waiters in order; notify and notify_all return how many woke", rt.run(function()
+    local c = task.condition()
+    assert.equal(0, c:notify())
+    local order = {}
+    for i = 1, 3 do
+      task.spawn(function()
+        c:wait("test cond")
+        order[#order + 1] = i
+      end)
+    end
+    task.yield() -- all three wait
+    assert.equal(1, c:notify())
+    assert.equal(2, c:notify_all())
+    task.yield()
+    assert.same({ 1, 2, 3 }, order)
+  end))
+end)
+
 describe("errors", function()
   it("cancels sleeping siblings, closes every resource and keeps the traceback", function()
     local cancelled = 0

@@ -351,7 +351,12 @@ static int l_voice_finish(lua_State *L)
 static int l_voice_interrupt(lua_State *L)
 {
   voice_res *vr = check_voice(L);
-  lua_pushboolean(L, ml_voice_io_interrupt(vr->v, check_id(L, 2)) == 0);
+  uint64_t played = 0;
+  if (ml_voice_io_interrupt(vr->v, check_id(L, 2), &played) != 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushnumber(L, (lua_Number)played); /* samples the room took */
   return 1;
 }
 

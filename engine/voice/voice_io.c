@@ -493,10 +493,11 @@ void ml_voice_io_finish(ml_voice_io *v, uint32_t id)
   top_up(v);
 }
 
-int ml_voice_io_interrupt(ml_voice_io *v, uint32_t id)
+int ml_voice_io_interrupt(ml_voice_io *v, uint32_t id, uint64_t *played)
 {
   vio_speech *sp = speech_find(v, id);
   if (!sp) return -1;
+  if (played) *played = sp->played;
   if (v->cur && v->cur->sp == sp) cur_cancel(v);
   ml_endpoint_clear(&v->ep); /* it may hold some of sp's audio: copy again below */
   speech_end(v, sp, 1);

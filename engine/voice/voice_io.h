@@ -126,8 +126,9 @@ int ml_voice_io_speak(ml_voice_io *v, uint32_t id, const char *utf8_text);
 void ml_voice_io_finish(ml_voice_io *v, uint32_t id);
 /* Stop speech `id` now (and drop its audio and pending segments): a PLAYOUT
  * event with interrupted = 1 and what was played. 0 if it was playing or
- * queued, -1 if unknown or already ended. */
-int ml_voice_io_interrupt(ml_voice_io *v, uint32_t id);
+ * queued (*played, if not NULL: its samples the room took, the same figure
+ * as the event's), -1 if unknown or already ended. */
+int ml_voice_io_interrupt(ml_voice_io *v, uint32_t id, uint64_t *played);
 /* Pause/resume publishing (a possible false interruption): paused, the
  * room hears nothing from this voice from the next frame on, and resume
  * goes on from the next sample. */

@@ -122,9 +122,9 @@ end)
 -- one room tick; false once the endpoint left its room or was closed
 local function endpoint_tick(ep, raw_wait)
   waitable("endpoint:wait")
-  local ok = raw_wait(ep)
+  local ok, err, scope = raw_wait(ep)
   if ok == false then return false end
-  await(ok) -- cancelled: raises; woken: true
+  await(ok, err, scope) -- cancelled: raises (with its reason and scope); woken: true
   return true
 end
 
@@ -182,9 +182,9 @@ function Subscription:recv()
   while self.tail < self.head do
     if self.closed or self.room:closed() then return nil, "closed" end
     waitable("room data:recv")
-    local ok, err = self.room:data_wait()
+    local ok, err, scope = self.room:data_wait()
     if ok == false then return nil, err end
-    await(ok) -- cancelled: raises
+    await(ok, err, scope) -- cancelled: raises (with its reason and scope)
   end
   local msg = self.queue[self.head]
   self.queue[self.head] = nil

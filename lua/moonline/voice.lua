@@ -91,7 +91,8 @@ end
 -- number chosen by the caller, never reused). Speeches play in the order of
 -- their first segment; v:finish(id) says no more segments will come, and
 -- its "playout" event follows once everything is played.
---- v:interrupt(id) -> bool: stop it now ("playout" with interrupted = true).
+--- v:interrupt(id) -> played | false: stop it now ("playout" with
+-- interrupted = true follows); played: its 16 kHz samples the room took.
 --- v:pause(bool): stop / resume publishing (within one 20 ms frame).
 --- v:stats() -> { heard =, spoken =, buffered =, speeches =, user_speaking =, … }
 

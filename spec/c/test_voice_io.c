@@ -399,7 +399,7 @@ static void test_pause_interrupt(void)
   CHECK(find_ev(&w, 0, ML_VOICE_PLAYOUT, 7) < 0);
   /* interrupt mid-speech: silent from the next frame */
   ml_voice_io_stats_get(w.v, &a);
-  CHECK_EQ(ml_voice_io_interrupt(w.v, 7), 0);
+  CHECK_EQ(ml_voice_io_interrupt(w.v, 7, NULL), 0);
   int p = find_ev(&w, 0, ML_VOICE_PLAYOUT, 7);
   drain(&w);
   p = find_ev(&w, 0, ML_VOICE_PLAYOUT, 7);
@@ -414,7 +414,7 @@ static void test_pause_interrupt(void)
   CHECK_EQ(w.ev[p].e.interrupted, 1);
   CHECK_EQ(w.ev[p].e.played, a.spoken);
   CHECK(w.ev[p].e.played < w.ev[p].e.samples);
-  CHECK_EQ(ml_voice_io_interrupt(w.v, 7), -1);
+  CHECK_EQ(ml_voice_io_interrupt(w.v, 7, NULL), -1);
   CHECK_EQ(ml_voice_io_speak(w.v, 7, "again"), ML_VOICE_EENDED);
   ml_voice_io_stats_get(w.v, &b);
   CHECK_EQ(b.buffered, 0);
@@ -432,7 +432,7 @@ static void test_interrupt_queued(void)
   CHECK_EQ(ml_voice_io_speak(w.v, 1, paragraph), 0);
   ml_voice_io_finish(w.v, 1);
   tick(&w, 1);
-  CHECK_EQ(ml_voice_io_interrupt(w.v, 1), 0); /* most likely before any audio */
+  CHECK_EQ(ml_voice_io_interrupt(w.v, 1, NULL), 0); /* most likely before any audio */
   int p = find_ev(&w, 0, ML_VOICE_PLAYOUT, 1);
   drain(&w);
   p = find_ev(&w, 0, ML_VOICE_PLAYOUT, 1);
@@ -447,7 +447,7 @@ static void test_interrupt_queued(void)
   ml_voice_io_finish(w.v, 4);
   MUST(wait_ev(&w, ML_VOICE_SYNTHESIZED, 4, 0, 20000) >= 0);
   tick(&w, 20);
-  CHECK_EQ(ml_voice_io_interrupt(w.v, 3), 0);
+  CHECK_EQ(ml_voice_io_interrupt(w.v, 3, NULL), 0);
   drain(&w);
   int p3 = find_ev(&w, 0, ML_VOICE_PLAYOUT, 3);
   MUST(p3 >= 0);

@@ -422,6 +422,30 @@ static int l_set_cleanup_deadline(lua_State *L)
   return 1;
 }
 
+/* tasks() -> { { name =, state = "ready"|"running"|"waiting", waiting_for = what }, ... }:
+ * every live task and what it is blocked on, for diagnosing a stuck close */
+static int l_tasks(lua_State *L)
+{
+  static const char *const states[] = {"ready", "running", "waiting", "done"};
+  ml_loop *loop = ml_bind_task(L, "task.tasks")->loop;
+  lua_newtable(L);
+  int i = 0;
+  for (ml_list *n = loop->live.next; n != &loop->live; n = n->next) {
+    ml_task *t = ml_container_of(n, ml_task, live_link);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, t->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, states[t->state]);
+    lua_setfield(L, -2, "state");
+    if (t->state == ML_TASK_WAITING && t->op.what) {
+      lua_pushstring(L, t->op.what);
+      lua_setfield(L, -2, "waiting_for");
+    }
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
 static int l_ledger(lua_State *L)
 {
   ml_loop *loop = ml_loop_get(L);
@@ -537,6 +561,7 @@ int ml_open_task(lua_State *L)
                                  {"clock_advance", l_clock_advance},
                                  {"set_cleanup_deadline", l_set_cleanup_deadline},
                                  {"ledger", l_ledger},
+                                 {"tasks", l_tasks},
                                  {"log", l_log},
                                  {"log_level", l_log_level},
                                  {"where", l_where},

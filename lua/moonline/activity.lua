@@ -287,7 +287,7 @@ function Activity:_llm()
 end
 
 -- Reads a reply stream into parts (text) and calls; returns its error, if any.
-local function read_stream(session, stream, parts, calls)
+local function read_stream(session, sp, stream, parts, calls)
   while true do
     local chunk, err = stream:next()
     if err then return err end
@@ -295,7 +295,7 @@ local function read_stream(session, stream, parts, calls)
     if chunk.content then
       if #parts == 0 then session:_set_agent_state("speaking") end
       parts[#parts + 1] = chunk.content
-      session:_output_text(chunk.content)
+      session:_output_text(chunk.content, sp)
     end
     if chunk.tool_call then calls[#calls + 1] = chunk.tool_call end
   end
@@ -319,7 +319,7 @@ function Activity:_llm_step(sp, step)
   local stream, err = llm:chat(request)
   if not stream then return nil, err end
   local parts, calls = {}, {}
-  local ok, perr = pcall(read_stream, session, stream, parts, calls)
+  local ok, perr = pcall(read_stream, session, sp, stream, parts, calls)
   if ok then err = perr end
   stream:close()
   if stream.metrics and session:listens("metrics_collected") then
@@ -331,12 +331,20 @@ function Activity:_llm_step(sp, step)
   return text, calls
 end
 
-function Activity:_generate(sp)
+-- An assistant message of speech sp: in the history, and in a room the
+-- end of its text (an interruption rewrites it to what was spoken)
+local function said(self, sp, item)
+  self.session:_add_item(self.agent, item)
+  local audio = self.session.audio
+  if audio then audio:item(sp, item) end
+end
+
+local function generate_text(self, sp)
   local session = self.session
   if sp.text then -- say(): fixed text
     session:_set_agent_state("speaking")
-    session:_output_text(sp.text)
-    session:_add_item(self.agent, { type = "message", role = "assistant", content = sp.text })
+    session:_output_text(sp.text, sp)
+    said(self, sp, { type = "message", role = "assistant", content = sp.text })
     return
   end
   while true do
@@ -345,7 +353,7 @@ function Activity:_generate(sp)
     if not text then
       local err = calls
       if partial and partial ~= "" then
-        session:_add_item(self.agent, { type = "message", role = "assistant", content = partial, interrupted = true })
+        said(self, sp, { type = "message", role = "assistant", content = partial, interrupted = true })
       end
       sp.error = err
       session:_emit_error(err, "llm")
@@ -353,7 +361,7 @@ function Activity:_generate(sp)
     end
     session:_llm_ok()
     if text ~= "" then
-      session:_add_item(self.agent, { type = "message", role = "assistant", content = text })
+      said(self, sp, { type = "message", role = "assistant", content = text })
     end
     if #calls == 0 then return end
     local reply, handoff = self:_run_tools(sp, calls)
@@ -364,6 +372,16 @@ function Activity:_generate(sp)
     -- no new LLM round once the session is closing (C4) or the speech was cut
     if not reply or session.closing or sp.interrupted then return end
   end
+end
+
+-- In a room the speech lasts until it was heard (or cut: then the audio
+-- stops at once and the history keeps what was spoken).
+function Activity:_generate(sp)
+  local audio = self.session.audio
+  if not audio then return generate_text(self, sp) end
+  task.defer(function() audio:stop(sp) end)
+  generate_text(self, sp)
+  audio:finish(sp)
 end
 
 ---------------------------------------------------------------------------
@@ -383,7 +401,7 @@ local function tool_ctx(self, sp, call)
     function_call = call,
     userdata = session.userdata,
     disallow_interruptions = function() sp.allow_interruptions = false end,
-    wait_for_playout = no_playout,
+    wait_for_playout = session.audio and function() session.audio:wait_for_playout(sp) end or no_playout,
   }
 end
 

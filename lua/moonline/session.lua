@@ -19,6 +19,7 @@ local events = require "moonline.events"
 local activity_mod = require "moonline.activity"
 local agent_mod = require "moonline.agent"
 local run_result = require "moonline.run_result"
+local session_audio = require "moonline.session_audio"
 local core = require "moonline.core"
 
 local setmetatable = setmetatable
@@ -57,6 +58,14 @@ function AgentSession.new(opts)
     llm = opts.llm,
     userdata = opts.userdata or {},
     text_output = opts.text_output,
+    -- audio, in a room (start{room=}): the engines and their options
+    stt = opts.stt,
+    tts = opts.tts,
+    audio_opts = {
+      vad = opts.vad, tts_options = opts.tts_options,
+      min_endpointing_delay = opts.min_endpointing_delay, max_endpointing_delay = opts.max_endpointing_delay,
+      false_interruption_timeout = opts.false_interruption_timeout,
+    },
     history = chat.new(),
     stack = {},
     agent_state = "initializing",
@@ -122,9 +131,11 @@ function AgentSession:_add_item(agent, item)
   return item
 end
 
-function AgentSession:_output_text(delta)
+function AgentSession:_output_text(delta, sp)
   local out = self.text_output
   if out then out(delta) end
+  local audio = self.audio
+  if audio and sp then audio:text(sp, delta) end
 end
 
 function AgentSession:_emit_error(err, source)
@@ -249,7 +260,21 @@ end
 local function session_main(self, agent)
   self.obj = task.lifecycle("session")
   task.defer(function() self:_finished() end)
+  if self.room then -- the voice lives as long as the session task
+    local o = self.audio_opts
+    o.stt, o.tts = self.stt, self.tts
+    local audio, err = session_audio.open(self, self.room, o)
+    if not audio then -- start() raises it
+      self.reason, self.close_error = "error", "cannot join the room: " .. tostring(err)
+      return
+    end
+    self.audio = audio
+    task.defer(function() audio:close() end) -- when the session fails
+  end
   task.shield(session_body, self, agent)
+  -- the scope waits for its tasks before its defers run: stop the voice's
+  -- input task first
+  if self.audio then self.audio:close() end
 end
 
 -- Runs once the session task ends, however it ends (also after a script error).
@@ -289,8 +314,10 @@ end
 -- Public API
 ---------------------------------------------------------------------------
 
---- start{ agent = A:new() }: starts the session as a task in the current
--- scope; returns once the agent's activity runs (its on_enter has started).
+--- start{ agent = A:new(), room = r }: starts the session as a task in the
+-- current scope; returns once the agent's activity runs (its on_enter has
+-- started). With a room, the session talks there: its voice joins the room
+-- (VAD, and the session's stt and tts engines: moonline.voice).
 function AgentSession:start(opts)
   local agent = opts and opts.agent
   if not agent_mod.is_agent(agent) then
@@ -300,9 +327,13 @@ function AgentSession:start(opts)
     error("AgentSession:start: the session was already started", 2)
   end
   self.started = true
+  self.room = opts.room -- audio: the session's voice joins this room
   self.task = task.spawn_supervised("session " .. self.id, session_main, self, agent)
   while self.agent_state == "initializing" and not self.closed do
     self.cond:wait("session start")
+  end
+  if self.closed and self.close_error then
+    error("AgentSession:start: " .. tostring(self.close_error), 2)
   end
   return self
 end

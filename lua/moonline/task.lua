@@ -304,6 +304,9 @@ _M.now = core.now
 
 --- ledger() -> { tasks, scopes, resources, timers, handles, leaks, abandoned, kinds = {} }
 _M.ledger = core.ledger
+--- tasks() -> { { name =, state =, waiting_for = }, ... }: every live task
+-- and what it waits for (diagnostics: what holds up a close)
+_M.tasks = core.tasks
 
 --- set_cleanup_deadline([seconds]) -> previous: how long a scope's cleanup may take.
 _M.set_cleanup_deadline = core.set_cleanup_deadline

@@ -25,6 +25,11 @@ static const char USAGE[] =
     "                                  `return moonline.serve{...}`) in the terminal;\n"
     "                                  uses OpenAI-compatible settings from the\n"
     "                                  environment, else the script's own llm\n"
+    "  start [--ledger] FILE [--sip HOST:PORT] [--transport udp|tcp|both]\n"
+    "        [--grammar FILE.gram] [--voice NAME] [--for SECONDS]\n"
+    "                                  answer SIP calls (default 127.0.0.1:5060)\n"
+    "                                  with the agent of FILE, talking: local\n"
+    "                                  pocketsphinx listens, espeak-ng speaks\n"
     "  help                            show this text\n"
     "  version                         print the version\n"
     "\n"
@@ -46,9 +51,10 @@ static const char USAGE[] =
     "\n"
     "examples (in the source tree):\n"
     "  moonline console examples/weather.lua                 an agent, offline\n"
+    "  moonline start examples/weather.lua --sip 127.0.0.1:5060  the agent on the phone\n"
     "  moonline run examples/answer_tone.lua 127.0.0.1 5060  answer calls with a tone\n"
     "  moonline run examples/conference.lua 127.0.0.1 5060   a conference bridge\n"
-    "docs: README.md, docs/agents.md, docs/telephony.md\n";
+    "docs: README.md, docs/agents.md, docs/telephony.md, docs/voice.md\n";
 
 typedef struct cli {
   uv_loop_t uv;
@@ -220,8 +226,10 @@ static void print_error(lua_State *L, int idx)
   fprintf(stderr, "moonline: %s\n", msg ? msg : luaL_typename(L, idx));
 }
 
-/* The chunk `moonline console FILE` runs as the main task, with FILE as its argument. */
+/* The chunks `moonline console FILE` and `moonline start FILE …` run as the
+ * main task, with FILE (and what follows it) as their arguments. */
 static const char CONSOLE_CHUNK[] = "return require('moonline.console').main(...)";
+static const char START_CHUNK[] = "return require('moonline.start').main(...)";
 
 /* run FILE (builtin == NULL) or the chunk `builtin` with FILE as its first
  * argument, as the root task; `cmd` names the command in messages. */
@@ -356,6 +364,7 @@ int main(int argc, char **argv)
   }
   if (!strcmp(cmd, "run")) return cmd_run("run", NULL, argc - 2, argv + 2);
   if (!strcmp(cmd, "console")) return cmd_run("console", CONSOLE_CHUNK, argc - 2, argv + 2);
+  if (!strcmp(cmd, "start")) return cmd_run("start", START_CHUNK, argc - 2, argv + 2);
   fprintf(stderr, "moonline: unknown command '%s'\n\n%s", cmd, USAGE);
   return 2;
 }

@@ -472,12 +472,13 @@ function AgentSession:run(opts)
   return result:_finish()
 end
 
--- A user turn in text: the hook may edit the message or stop the reply.
-function AgentSession:_user_turn(text)
+-- A user turn (typed, or transcribed: then the transcripts were reported
+-- already): the hook may edit the message or stop the reply.
+function AgentSession:_user_turn(text, transcribed)
   local act = top_activity(self, "run")
   local agent = act.agent
   local msg = { type = "message", role = "user", content = text }
-  if self:listens("user_input_transcribed") then
+  if not transcribed and self:listens("user_input_transcribed") then
     self:emit("user_input_transcribed", { transcript = text, is_final = true })
   end
   local hook = agent.on_user_turn_completed

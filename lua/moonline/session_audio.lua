@@ -355,7 +355,7 @@ local function complete_turn(self)
   if not has_words(text) then return end
   local s = self.session
   if s.closing then return end
-  local ok, err = pcall(s._user_turn, s, text)
+  local ok, err = pcall(s._user_turn, s, text, true)
   if not ok then
     if task.is_cancelled(err) then error(err, 0) end
     log("error", ("session %s: user turn failed: %s"):format(s.id, tostring(err)))

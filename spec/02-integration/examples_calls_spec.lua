@@ -13,8 +13,9 @@ local PORT = 21060 + (os.time() % 100) * 5
 local RATE = 16000
 
 -- run an example serving for `seconds`; wait until it listens
-local function example(name, port, seconds)
-  local proc = process.start(MOONLINE, { "run", "examples/" .. name, HOST, tostring(port), tostring(seconds) })
+local function example(name, port, seconds, argv, env)
+  local proc = process.start(MOONLINE, argv or { "run", "examples/" .. name, HOST, tostring(port), tostring(seconds) },
+    env and { env = env } or nil)
   local up = task.with_timeout(10, function()
     while not proc:output():find("on " .. HOST, 1, true) do
       assert(proc:running(), "the example exited: " .. select(2, proc:output()))
@@ -30,7 +31,7 @@ local function caller(port)
   local call = assert(sip.dial(("sip:me@%s:%d"):format(HOST, port), { ringing_timeout = 5 }))
   local r = room.create("probe")
   assert(r:add(call))
-  return call, r:endpoint()
+  return call, r:endpoint({ hear_ms = 10000 }), r
 end
 
 local function hear(ep, seconds)
@@ -71,4 +72,29 @@ describe("call examples", function()
     local code, _, out, err = proc:wait(15)
     assert.equal(0, code, out .. err)
   end))
+  it("moonline start: the weather agent answers the phone, greets, hears the caller and answers aloud",
+    rt.run(function()
+      local port = PORT + 2
+      local proc = example("weather.lua", port, 20,
+        { "start", "--ledger", "examples/weather.lua", "--sip", HOST .. ":" .. port, "--for", "12" },
+        { MOONLINE_LOG = "info" })
+      local call, ep, probe = caller(port)
+      -- the greeting of on_enter (espeak-ng, through G.711 both ways)
+      local greeting = audio.loud_seconds(hear(ep, 4))
+      assert(greeting > 1.5, "greeting heard for " .. greeting .. " s")
+      -- the caller speaks (a 1.8 s clip); the agent transcribes it and answers
+      local clip = assert(probe:play("spec/fixtures/speech_phrase.wav"))
+      task.sleep(2.0)
+      clip:close()
+      local reply = audio.loud_seconds(hear(ep, 6))
+      assert(reply > 1.5, "reply heard for " .. reply .. " s")
+      call:close()
+      local code, _, out, err = proc:wait(20)
+      print(("    greeting %.2f s, reply %.2f s of voice heard"):format(greeting, reply))
+      assert.equal(0, code, out .. err)
+      assert.matches("user: %S+", err)
+      assert.matches("agent: I can only help with the weather", err)
+      assert.matches("closed %(participant_disconnected%)", err)
+      assert.matches("ledger: tasks=0 resources=0 timers=0 handles=0", err, 1, true)
+    end))
 end)

@@ -74,6 +74,19 @@ function _M.sine(hz, seconds, rate, level)
   return s
 end
 
+--- loud_seconds(samples [, rate = 16000]) -> seconds of 20 ms frames louder
+-- than -40 dBFS RMS: how long something was heard (speech, a reply)
+function _M.loud_seconds(x, rate)
+  local frame = math.floor((rate or 16000) / 50)
+  local loud = 0
+  for i = 1, #x - frame + 1, frame do
+    local e = 0
+    for j = i, i + frame - 1 do e = e + x[j] * x[j] end
+    if math.sqrt(e / frame) > 0.01 then loud = loud + 1 end
+  end
+  return loud * 0.02
+end
+
 --- tone_level(s, rate, hz) -> the amplitude of the hz component of s (a
 -- Goertzel filter over all of s): tells tones in a mix apart, which zero
 -- crossings cannot

@@ -15,11 +15,12 @@ local _M = {}
 -- (baresip) misbehave with them.
 local STRIPPED = { LD_PRELOAD = true, ASAN_OPTIONS = true, UBSAN_OPTIONS = true, LSAN_OPTIONS = true }
 
-local function peer_env()
+local function peer_env(extra)
   local env = {}
   for k, v in pairs(uv.os_environ()) do
-    if not STRIPPED[k] then env[#env + 1] = k .. "=" .. v end
+    if not STRIPPED[k] and not (extra and extra[k]) then env[#env + 1] = k .. "=" .. v end
   end
+  for k, v in pairs(extra or {}) do env[#env + 1] = k .. "=" .. v end
   return env
 end
 _M.peer_env = peer_env
@@ -116,7 +117,7 @@ function Process:stop(grace)
   return finish(self, 5)
 end
 
---- start(cmd, args, { cwd = dir }) -> proc (see Process above)
+--- start(cmd, args, { cwd = dir, env = { NAME = value } }) -> proc (see Process above)
 -- The process belongs to the current scope: if it still runs when the scope
 -- exits (normally, by an error, by cancellation), it is stopped then.
 function _M.start(cmd, args, opts)
@@ -128,7 +129,8 @@ function _M.start(cmd, args, opts)
   end
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
   local handle, pid
-  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd, env = peer_env() },
+  handle, pid = uv.spawn(cmd, { args = args or {}, stdio = { nil, stdout, stderr }, cwd = opts.cwd,
+                                env = peer_env(opts.env) },
     function(code, signal)
       state.code, state.signal, state.exited = code, signal, true
       handle:close()

@@ -151,8 +151,8 @@ describe("SIP interop with baresip as an auto-answering callee", function()
     near(duration, 1.1, call_s, "call length (s)")
 
     -- the agent heard the speech, for about as long as it was spoken
-    local said = baresip.voiced_seconds(audio.samples(source), 8000)
-    local got = baresip.voiced_seconds(audio.from_s16le(table.concat(heard)), 16000)
+    local said = audio.voiced_seconds(audio.samples(source), 8000)
+    local got = audio.voiced_seconds(audio.from_s16le(table.concat(heard)), 16000)
     assert.is_true(said > 1, "espeak said " .. said .. " s")
     near(said, 0.3, got, "voiced seconds the agent heard")
     -- and what baresip sent is that speech: its encoder's input, recorded

@@ -191,8 +191,8 @@ describe("SIP interop with baresip as the caller", function()
 
     -- the agent heard the caller: speech for about as long as it was spoken
     local ear = audio.from_s16le(table.concat(heard))
-    local said = baresip.voiced_seconds(audio.samples(source), 8000)
-    local got = baresip.voiced_seconds(ear, 16000)
+    local said = audio.voiced_seconds(audio.samples(source), 8000)
+    local got = audio.voiced_seconds(ear, 16000)
     assert.is_true(said > 1, "espeak said " .. said .. " s")
     near(said, 0.3, got, "voiced seconds the agent heard")
     print(("\n    in a room: the caller heard the prompt %.3f s at %.1f Hz, %.2f dBFS; " ..

@@ -74,17 +74,18 @@ function _M.sine(hz, seconds, rate, level)
   return s
 end
 
---- loud_seconds(samples [, rate = 16000]) -> seconds of 20 ms frames louder
--- than -40 dBFS RMS: how long something was heard (speech, a reply)
-function _M.loud_seconds(x, rate)
-  local frame = math.floor((rate or 16000) / 50)
-  local loud = 0
-  for i = 1, #x - frame + 1, frame do
-    local e = 0
-    for j = i, i + frame - 1 do e = e + x[j] * x[j] end
-    if math.sqrt(e / frame) > 0.01 then loud = loud + 1 end
+--- voiced_seconds(samples [, rate = 16000 [, from_s [, to_s]]]) -> seconds of
+-- 20 ms frames louder than -40 dBFS RMS: how long something was heard
+-- (speech, a reply), in all of samples or from from_s to to_s seconds
+function _M.voiced_seconds(samples, rate, from_s, to_s)
+  rate = rate or 16000
+  local n, frame = 0, math.floor(rate / 50)
+  local first = from_s and math.floor(from_s * rate) + 1 or 1
+  local last = math.min(#samples, to_s and math.floor(to_s * rate) or #samples)
+  for i = first, last - frame + 1, frame do
+    if _M.dbfs(_M.rms(samples, i, i + frame - 1)) > -40 then n = n + 1 end
   end
-  return loud * 0.02
+  return n * 0.02
 end
 
 --- tone_level(s, rate, hz) -> the amplitude of the hz component of s (a

@@ -167,15 +167,6 @@ function _M.silence(dir, seconds)
   return source
 end
 
---- voiced_seconds(samples, rate) -> 20 ms frames louder than -40 dBFS RMS, in seconds
-function _M.voiced_seconds(samples, rate)
-  local n, frame = 0, math.floor(rate / 50)
-  for i = 1, #samples - frame + 1, frame do
-    if audio.dbfs(audio.rms(samples, i, i + frame - 1)) > -40 then n = n + 1 end
-  end
-  return n * 0.02
-end
-
 --- log(out, err) -> baresip's output, to append to a failure message
 function _M.log(out, err)
   return "\n--- baresip stdout:\n" .. (out or "") .. "\n--- stderr:\n" .. (err or "")

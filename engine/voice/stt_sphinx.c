@@ -46,6 +46,10 @@ typedef struct ml_stt_worker {
   uint64_t utt_samples, next_partial;
   char partial[512]; /* last interim text posted, to post only changes */
   ml_stt_cmn cmn_init; /* the model's: its -cmninit mean, no frames */
+  /* A cold utterance (no channel estimate behind it) keeps its audio for a
+   * second pass at its end; NULL otherwise, or when it outgrew keep_max. */
+  int16_t *keep;
+  size_t keep_len, keep_cap, keep_max;
   int16_t buf[ML_STT_CHUNK];
 } ml_stt_worker;
 
@@ -224,9 +228,44 @@ static void cmn_restore(cmn_t *c, const ml_stt_cmn *from)
   c->nframe = from->nframe;
 }
 
-/* Unlocked: start an utterance with the stream's channel estimate. */
+static void keep_drop(ml_stt_worker *w)
+{
+  free(w->keep);
+  w->keep = NULL;
+  w->keep_len = w->keep_cap = 0;
+}
+
+/* Unlocked: the cold utterance's audio so far, for its second pass; past
+ * keep_max (the stream's buffer) it is not worth a second pass: dropped. */
+static void keep_add(ml_stt_worker *w, size_t n)
+{
+  if (!w->keep) return;
+  if (w->keep_len + n > w->keep_cap) {
+    size_t cap = w->keep_cap * 2;
+    if (cap < w->keep_len + n) cap = w->keep_len + n;
+    if (cap > w->keep_max) cap = w->keep_max;
+    int16_t *k = w->keep_len + n <= cap ? realloc(w->keep, cap * sizeof *k) : NULL;
+    if (!k) {
+      keep_drop(w);
+      return;
+    }
+    w->keep = k;
+    w->keep_cap = cap;
+  }
+  memcpy(w->keep + w->keep_len, w->buf, n * sizeof *w->buf);
+  w->keep_len += n;
+}
+
+/* Unlocked: start an utterance with the stream's channel estimate. With none
+ * (no frames behind it: the engine's first utterance), keep the audio. */
 static void utt_start(ml_stt_worker *w, const ml_stt_cmn *cmn)
 {
+  keep_drop(w);
+  if (cmn->nframe == 0) {
+    w->keep_cap = w->keep_max < ML_STT_RATE ? w->keep_max : ML_STT_RATE; /* 1 s, doubled as needed */
+    w->keep = malloc(w->keep_cap * sizeof *w->keep);
+    if (!w->keep) w->keep_cap = 0;
+  }
   cmn_restore(worker_cmn(w), cmn);
   ps_start_utt(w->ps);
   w->in_utt = 1;
@@ -242,18 +281,61 @@ static const char *utt_hyp(ml_stt_worker *w)
   return h ? h : "";
 }
 
+/* Unlocked: the stream was closed or the engine is stopping. */
+static int worker_cancelled(ml_stt_worker *w)
+{
+  uv_mutex_lock(&w->s->mu);
+  int gone = w->s->stopping || w->cur->closed;
+  uv_mutex_unlock(&w->s->mu);
+  return gone;
+}
+
+/* Unlocked, after a cold utterance's first pass: decode its audio again with
+ * the channel mean estimated from the utterance itself (the live estimate at
+ * its end: the mean of its frames, since it started with none), which the
+ * first pass only had at its end. Returns the final text, or NULL when a
+ * close or the stop interrupted it (then the decoder is still in_utt). The
+ * channel state left behind is the first pass's, so the utterances after it
+ * start exactly as they would have without the second pass. */
+static const char *utt_second_pass(ml_stt_worker *w)
+{
+  cmn_t *c = worker_cmn(w);
+  /* ps_end_utt skips the update when its cepstrum buffer is full (seen with
+   * the grammar): the mean must be this utterance's, not -cmninit */
+  cmn_live_update(c);
+  ml_stt_cmn own;
+  cmn_save(&own, c);
+  if (!own.nframe) { /* no frame with energy: nothing learnt, nothing to redo */
+    keep_drop(w);
+    return utt_hyp(w);
+  }
+  ps_start_utt(w->ps);
+  w->in_utt = 1;
+  for (size_t i = 0; i < w->keep_len; i += ML_STT_SLICE) {
+    if (i && i % ML_STT_CHUNK == 0 && worker_cancelled(w)) return NULL;
+    size_t k = w->keep_len - i < ML_STT_SLICE ? w->keep_len - i : ML_STT_SLICE;
+    ps_process_raw(w->ps, w->keep + i, k, FALSE, FALSE);
+  }
+  ps_end_utt(w->ps);
+  w->in_utt = 0;
+  cmn_restore(c, &own);
+  keep_drop(w);
+  return utt_hyp(w);
+}
+
 /* Unlocked: decode n samples; returns the text to post (final or a changed
- * interim) or NULL. */
+ * interim) or NULL (also when a second pass was interrupted). */
 static const char *utt_process(ml_stt_worker *w, size_t n, int end)
 {
   if (!w->ps) return end ? "" : NULL; /* no decoder could be loaded */
+  keep_add(w, n);
   for (size_t i = 0; i < n; i += ML_STT_SLICE)
     ps_process_raw(w->ps, w->buf + i, n - i < ML_STT_SLICE ? n - i : ML_STT_SLICE, FALSE, FALSE);
   w->utt_samples += n;
   if (end) {
     ps_end_utt(w->ps);
     w->in_utt = 0;
-    return utt_hyp(w);
+    return w->keep ? utt_second_pass(w) : utt_hyp(w);
   }
   if (!w->s->cfg.partial_ms || w->utt_samples < w->next_partial) return NULL;
   w->next_partial += (uint64_t)w->s->cfg.partial_ms * (ML_STT_RATE / 1000);
@@ -294,6 +376,7 @@ static void utt_abandon(ml_stt_worker *w, ml_stt_stream *st)
   }
   w->in_utt = 0;
   w->cur = NULL;
+  keep_drop(w);
   stream_free(st);
 }
 
@@ -317,6 +400,7 @@ static int worker_round(ml_stt_worker *w)
   const char *text = utt_process(w, n, end);
   uv_mutex_lock(&s->mu);
   if (st->closed) return 1; /* the next round abandons it */
+  if (end && !text) return 1; /* a second pass cut short by the stop */
   if (end)
     utt_finish(w, st, text);
   else if (text)
@@ -372,6 +456,7 @@ static void worker_unload(ml_stt_worker *w)
   /* ps_free does not free a grammar search's per-utterance lists (found by
    * LeakSanitizer): an utterance in progress must end first */
   if (w->in_utt && w->ps) ps_end_utt(w->ps);
+  keep_drop(w);
   uv_mutex_lock(&w->s->model_mu);
   if (w->ps) ps_free(w->ps);
   if (w->config) cmd_ln_free_r(w->config);
@@ -466,6 +551,7 @@ static int engine_start(ml_stt_sphinx *s, char *err, size_t errcap)
   }
   for (unsigned i = 0; i < s->nworkers; i++) {
     s->workers[i].s = s;
+    s->workers[i].keep_max = (size_t)s->cfg.buffer_ms * (ML_STT_RATE / 1000);
     if (uv_thread_create(&s->workers[i].thread, worker_main, &s->workers[i]) != 0) break;
     uv_mutex_lock(&s->mu); /* workers compare nfailed with it */
     s->nstarted++;

@@ -26,6 +26,11 @@
  * one speaker's channel never leaks into another's decode; a new stream starts
  * from the engine's latest estimate (the last utterance that produced words),
  * which matters: a cold estimate costs the first utterance most of its words.
+ * So an utterance that starts with no estimate at all (the engine's first,
+ * and any stream opened before one produced words) keeps its audio (at most
+ * buffer_ms) and is decoded a second time at its end, with the mean of its
+ * own frames: its final result comes a pass later (~0.3 x its length with
+ * the LM, ~0.03 x with a grammar); its interim results are the first pass's.
  *
  * Every function here is called on the loop thread. */
 #ifndef ML_STT_SPHINX_H

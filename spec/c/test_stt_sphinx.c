@@ -3,11 +3,11 @@
  * hears espeak-ng only fairly, so the LM is held to a measured word error
  * rate, and exact transcripts are asked of a JSGF grammar (an IVR menu).
  *
- * Also: 20 ms frames paced in real time give the text of one big write; two
- * streams talking at once share a pool of one decoder; closing a stream or
- * the engine mid-decode; near-silence gives an empty final; a full buffer
- * drops and counts; a missing model is a clear error. Prints the decoder's
- * create time and RSS, the real-time factor and the flush-to-final latency. */
+ * Neither engine is warmed up: the first utterance of a fresh engine (no
+ * channel estimate yet, decoded twice) must be right too. Also: 20 ms frames paced in real time give the text
+ * of one big write; two streams talking at once share a pool of one decoder; closing a stream or the engine
+ * mid-decode; near-silence gives an empty final; a full buffer drops and counts; a missing model is a clear
+ * error. Prints the decoder's create time and RSS, the real-time factor and the flush-to-final latency. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +217,8 @@ static void engine_close(ml_stt_sphinx *s)
 /* The LM engine, one decoder: accuracy, then pacing, sharing, closing. */
 static ml_stt_sphinx *lm;
 
+/* The engine's first utterance is fed at the pace of speech, to time its
+ * second pass: flush -> final is that pass over the whole utterance. */
 static void test_lm_accuracy(void)
 {
   TEST_BEGIN("LM word error rate");
@@ -231,22 +233,32 @@ static void test_lm_accuracy(void)
               {&order, "i would like to order a large pizza"},
               {&cancel, "please cancel my order"}};
   int errs = 0, words = 0, cold_errs = 0, cold_words = 0;
-  double audio = 0, cpu0 = cpu_seconds();
+  double audio = 0, cpu0 = 0;
   for (size_t i = 0; i < sizeof utts / sizeof utts[0]; i++) {
-    const char *hyp = say(st, &h, utts[i].c);
+    const char *hyp;
+    if (i == 1) cpu0 = cpu_seconds(); /* the rate of a single pass */
+    if (i == 0) {
+      feeder f = {.st = {st}, .clip = {utts[0].c}, .n = 1};
+      feed(&f);
+      MUST(pump_until(&h.nfinals, 1, 10000) == 0);
+      hyp = h.finals[0];
+      printf("  LM first utterance of the engine (%.1f s, real-time feed): flush -> final %.0f ms\n",
+             (double)utts[0].c->n / 16000, (double)(h.final_ns - f.flush_ns) / 1e6);
+    } else {
+      hyp = say(st, &h, utts[i].c);
+    }
     int nref, e = word_errors(utts[i].ref, hyp, &nref);
-    printf("  LM %s: \"%s\" (%d/%d word errors)\n", i ? "warm" : "cold", hyp, e, nref);
-    audio += (double)utts[i].c->n / 16000;
+    printf("  LM %s: \"%s\" (%d/%d word errors)\n", i ? "next" : "first", hyp, e, nref);
+    audio += i ? (double)utts[i].c->n / 16000 : 0;
     *(i ? &errs : &cold_errs) += e;
     *(i ? &words : &cold_words) += nref;
   }
   double rtf = (cpu_seconds() - cpu0) / audio;
-  double wer = (double)errs / words;
-  printf("  LM WER: cold first utterance %.0f%%, then %.1f%% over %d words; real-time factor %.2f CPU s per "
-         "audio s\n",
-         100.0 * cold_errs / cold_words, 100 * wer, words, rtf);
-  /* measured 0% warm (the cold first utterance loses most words): allow two
-   * errors in the 17 words before calling it a regression */
+  printf("  LM WER: first utterance %d/%d words, then %d/%d; real-time factor %.2f CPU s per audio s\n",
+         cold_errs, cold_words, errs, words, rtf);
+  /* measured: 0 errors in all 22 words (the first utterance lost all 5
+   * without its second pass); allow one in it and two in the rest */
+  CHECK(cold_errs <= 1);
   CHECK(errs <= 2);
   CHECK(h.npartials >= 1); /* interim results every 500 ms of audio */
   ml_stt_stream_stats stats;
@@ -335,7 +347,22 @@ static void test_close_stream(void)
   ml_stt_stream_close(next);
 }
 
-/* The IVR grammar: exact transcripts; a full buffer drops and counts. */
+/* Turn the loop until the decoder has taken all st's audio (it is then
+ * within 300 ms of its end, or in the second pass after it). */
+static void wait_taken(ml_stt_stream *st)
+{
+  ml_stt_stream_stats stats;
+  uint64_t end = now_ns() + 10000000000ull;
+  do {
+    pump(1);
+    ml_stt_stream_stats_get(st, &stats);
+  } while (stats.decoded < stats.written && now_ns() < end);
+  CHECK_EQ(stats.decoded, stats.written);
+}
+
+/* The IVR grammar: exact transcripts, from the engine's first utterance on;
+ * a full buffer drops and counts; closing during a first utterance's second
+ * pass. */
 static void test_grammar(void)
 {
   TEST_BEGIN("JSGF grammar");
@@ -347,8 +374,31 @@ static void test_grammar(void)
   long rss;
   ml_stt_sphinx *g = engine(&cfg, &ready, &rss);
   printf("  JSGF decoder: created in %.2f s, RSS +%ld MB\n", ready, rss / 1024);
+
+  /* streams opened before any utterance has words start cold */
+  heard hc = {0}, hk = {0};
+  ml_stt_stream *cold = ml_stt_stream_open(g, on_result, &hc);
+  ml_stt_stream *killed = ml_stt_stream_open(g, on_result, &hk);
+  MUST(cold && killed);
+  /* closed at the end of its audio: in its second pass, or just before */
+  CHECK_EQ(ml_stt_stream_write(killed, order.pcm, order.n), order.n);
+  ml_stt_stream_flush(killed);
+  wait_taken(killed);
+  pump(10);
+  int heard_before = hk.nfinals;
+  ml_stt_stream_close(killed);
+  pump(100);
+  CHECK_EQ(hk.nfinals, heard_before);
+
+  /* the engine's first utterance: without its second pass it was "one two
+   * two three four five" */
   heard h = {0};
   ml_stt_stream *st = ml_stt_stream_open(g, on_result, &h);
+  uint64_t t0 = now_ns();
+  CHECK_STR(say(st, &h, &digits), "one two three four five");
+  printf("  JSGF first utterance of the engine (%.1f s in one write): both passes in %.0f ms\n",
+         (double)digits.n / 16000, (double)(h.final_ns - t0) / 1e6);
+  h.nfinals = 0;
   double cpu0 = cpu_seconds();
   CHECK_STR(say(st, &h, &billing), "billing");
   CHECK_STR(say(st, &h, &digits), "one two three four five");
@@ -376,9 +426,13 @@ static void test_grammar(void)
   CHECK_STR(h.finals[3], "billing");
   ml_stt_stream_close(late);
 
-  /* closing the engine mid-decode: no callback, every handle gone */
+  /* closing the engine while a cold stream's utterance is in its second
+   * pass and another waits: no callback, every handle gone */
+  CHECK_EQ(ml_stt_stream_write(cold, digits.pcm, digits.n), digits.n);
+  ml_stt_stream_flush(cold);
+  wait_taken(cold);
   for (int i = 0; i < 6; i++) ml_stt_stream_write(st, digits.pcm + i * 2000, 2000);
-  pump(20);
+  pump(5);
   int before = h.nfinals;
   engine_close(g);
   CHECK_EQ(h.nfinals, before);

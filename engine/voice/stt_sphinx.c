@@ -309,6 +309,15 @@ static const char *utt_second_pass(ml_stt_worker *w)
     keep_drop(w);
     return utt_hyp(w);
   }
+  /* A first pass without a single word heard noise, not badly normalised
+   * words: a second pass with the noise's own mean would turn it into words
+   * (a grammar always finds a path), and an agent must be able to tell a
+   * cough from speech (a false interruption). */
+  if (!utt_hyp(w)[0]) {
+    cmn_restore(c, &own);
+    keep_drop(w);
+    return "";
+  }
   ps_start_utt(w->ps);
   w->in_utt = 1;
   for (size_t i = 0; i < w->keep_len; i += ML_STT_SLICE) {
@@ -350,13 +359,14 @@ static const char *utt_process(ml_stt_worker *w, size_t n, int end)
 static void utt_finish(ml_stt_worker *w, ml_stt_stream *st, const char *text)
 {
   ml_stt_sphinx *s = w->s;
-  if (w->ps) {
+  /* only speech teaches the stream and the engine about the channel: the
+   * mean of a noise would normalise the next words wrongly (and a stream
+   * still without words stays cold: its next words get their second pass) */
+  if (w->ps && text[0]) {
     cmn_save(&st->cmn, worker_cmn(w));
     st->has_cmn = 1;
-    if (text[0]) { /* only speech teaches the engine about the channel */
-      s->prior = st->cmn;
-      s->has_prior = 1;
-    }
+    s->prior = st->cmn;
+    s->has_prior = 1;
   }
   st->stats.utterances++;
   result_post(s, st, text, 1);

@@ -117,9 +117,10 @@ local function send_segment(self, r, text)
     end
     return
   end
-  r.segments[#r.segments + 1] = { text = text }
   local ok, err = self.voice:speak(r.id, text)
-  if not ok then
+  if ok then
+    r.segments[#r.segments + 1] = { text = text } -- the voice's segment #r.segments - 1
+  else
     log("warn", ("session %s: speech %s: %s"):format(self.session.id, r.sp.id, tostring(err)))
   end
 end
@@ -341,7 +342,7 @@ end
 local function on_synthesized(self, ev)
   local r = self.speeches[ev.id]
   if not r then return end
-  local seg = r.segments[ev.seg]
+  local seg = r.segments[ev.seg + 1] -- the voice counts segments from 0
   if seg then seg.samples = ev.samples end
   self.cond:notify_all()
 end

@@ -3,6 +3,7 @@
 --   local rt = require "runtime_helper"
 --   it("…", rt.run(function() … end))          -- body in a root task
 --   rt.assert_ledger_zero()                     -- tasks, scopes, resources, timers, handles
+--   rt.eventually(function() return x.done end, 5, "x to finish")
 local task = require "moonline.task"
 
 local _M = {}
@@ -49,6 +50,15 @@ function _M.run(fn, opts)
       error(err, 0)
     end
   end
+end
+
+--- eventually(pred [, seconds = 5 [, what]]): waits (from a task) until
+-- pred() holds, checking every 10 ms; fails naming `what` after `seconds`
+function _M.eventually(pred, seconds, what)
+  local ok = task.with_timeout(seconds or 5, function()
+    while not pred() do task.sleep(0.01) end
+  end)
+  assert(ok, "timed out waiting for " .. (what or "a condition"))
 end
 
 return _M

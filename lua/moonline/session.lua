@@ -87,13 +87,21 @@ end
 -- State and items
 ---------------------------------------------------------------------------
 
-function AgentSession:_set_agent_state(state)
-  if self.agent_state == state then return end
-  local old = self.agent_state
-  self.agent_state = state
-  if self:listens("agent_state_changed") then
-    self:emit("agent_state_changed", { old_state = old, new_state = state })
+local STATE_EVENT = { agent_state = "agent_state_changed", user_state = "user_state_changed" }
+
+-- agent_state / user_state: set it; listeners hear of a change
+function AgentSession:_set_state(field, state)
+  local old = self[field]
+  if old == state then return end
+  self[field] = state
+  local ev = STATE_EVENT[field]
+  if self:listens(ev) then
+    self:emit(ev, { old_state = old, new_state = state })
   end
+end
+
+function AgentSession:_set_agent_state(state)
+  self:_set_state("agent_state", state)
 end
 
 function AgentSession:_top()

@@ -262,13 +262,7 @@ end
 ---------------------------------------------------------------------------
 
 local function set_user_state(self, state)
-  local s = self.session
-  if s.user_state == state then return end
-  local old = s.user_state
-  s.user_state = state
-  if s:listens("user_state_changed") then
-    s:emit("user_state_changed", { old_state = old, new_state = state })
-  end
+  self.session:_set_state("user_state", state)
 end
 
 -- The speech the user's voice would interrupt now, if any (I2: not one

@@ -2,18 +2,12 @@
 -- a cold transfer where both the REFER's sender and its receiver are ours,
 -- and digits sent by sip.dial once the call is answered.
 local rt = require "runtime_helper"
+local eventually = rt.eventually
 local task = require "moonline.task"
 local sip = require "moonline.sip"
 
 local HOST = "127.0.0.1"
 local PORT = 21400 + (os.time() % 100) * 7
-
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 5, function()
-    while not pred() do task.sleep(0.01) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
-end
 
 local function sent_during(call, seconds)
   local before = call:rtp_stats().tx_packets

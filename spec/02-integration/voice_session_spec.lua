@@ -7,6 +7,7 @@
 -- tremolo: speech-like to the VAD, no words to the recogniser) was made with
 --   sox -n -r 16000 -b 16 -c 1 noise_burst.wav synth 1.0 pinknoise sinc 300-3000 tremolo 4 90 vol 0.5
 local rt = require "runtime_helper"
+local eventually = rt.eventually
 local moonline = require "moonline"
 local task = moonline.task
 local room = require "moonline.room"
@@ -22,14 +23,6 @@ local NOTICE = "Thank you for calling the city library. Our opening hours are ni
 local REPLY = "Connecting you to billing."
 
 local Agent = moonline.Agent:extend({ name = "Desk", instructions = "Route the caller." })
-
--- until pred() holds, checked every 20 ms, within seconds
-local function eventually(pred, seconds, what)
-  local ok = task.with_timeout(seconds or 15, function()
-    while not pred() do task.sleep(0.02) end
-  end)
-  assert(ok, "timed out waiting for " .. (what or "a condition"))
-end
 
 -- A room with the session's voice in it, an ear for the caller, and a log of
 -- the session's events.
@@ -84,7 +77,7 @@ describe("an AgentSession in a room", function()
     local w = world("turn")
     task.sleep(0.3)
     local clip = assert(w.room:play(BILLING))
-    eventually(function() return #messages(w.session) >= 2 and w.session.agent_state == "listening" end)
+    eventually(function() return #messages(w.session) >= 2 and w.session.agent_state == "listening" end, 15)
     clip:close()
     local m = messages(w.session)
     assert.same({ "user", "billing" }, { m[1].role, m[1].content })
@@ -122,7 +115,7 @@ describe("an AgentSession in a room", function()
       assert(#said.content > 0 and #said.content < #NOTICE, "content: " .. said.content)
       assert.equal(said.content, NOTICE:sub(1, #said.content))
       -- then the user's turn is answered
-      eventually(function() return #messages(w.session) >= 3 and w.session.agent_state == "listening" end)
+      eventually(function() return #messages(w.session) >= 3 and w.session.agent_state == "listening" end, 15)
       clip:close()
       local m = messages(w.session)
       assert.same({ "billing", REPLY }, { m[2].content, m[3].content })
@@ -143,7 +136,7 @@ describe("an AgentSession in a room", function()
     assert.same({ NOTICE }, { m[1].content })
     assert.is_nil(m[1].interrupted)
     -- the user's words are still a turn, answered after the notice
-    eventually(function() return #messages(w.session) >= 3 and w.session.agent_state == "listening" end)
+    eventually(function() return #messages(w.session) >= 3 and w.session.agent_state == "listening" end, 15)
     assert.same({ "billing", REPLY }, { messages(w.session)[2].content, messages(w.session)[3].content })
     w.session:close()
   end))

@@ -32,7 +32,7 @@ local function world(name, opts)
   local tts = assert(voice.tts())
   local stt = assert(voice.stt({ jsgf = GRAMMAR }))
   local s = moonline.AgentSession.new({
-    llm = moonline.testing.ScriptedLLM({ { content = REPLY } }),
+    llm = moonline.testing.ScriptedLLM(opts.script or { { content = REPLY } }),
     stt = stt, tts = tts,
     false_interruption_timeout = opts.false_interruption_timeout,
   })
@@ -47,7 +47,7 @@ local function world(name, opts)
     end)
   end
   local ear = r:endpoint({ speak_ms = 200, hear_ms = 20000 })
-  s:start({ agent = Agent:new(), room = r })
+  s:start({ agent = (opts.agent or Agent):new(), room = r })
   return { room = r, session = s, ear = ear, log = log }
 end
 
@@ -170,5 +170,67 @@ describe("an AgentSession in a room", function()
     w.room:close()
     eventually(function() return w.session.closed end, 5, "the session to close")
     assert.equal("participant_disconnected", first(w.log, "close").reason)
+  end))
+  it("closing the session mid-speech cuts it: the history keeps what was heard", rt.run(function()
+    local w = world("close-mid-speech")
+    local sp = w.session:say(NOTICE)
+    eventually(function() return spoken(w) > 1.5 * RATE end, 10, "the notice to play")
+    w.session:close()
+    assert.is_true(sp.done and sp.interrupted)
+    local said = messages(w.session)[1]
+    assert.is_true(said.interrupted)
+    assert(#said.content > 0 and #said.content < #NOTICE, "content: " .. said.content)
+    assert.equal(said.content, NOTICE:sub(1, #said.content))
+  end))
+
+  it("a tool's wait_for_playout returns once the words before the tool call were heard", rt.run(function()
+    local heard_at_tool
+    local Checker = moonline.Agent:extend({ name = "Checker", instructions = "check" })
+    local w
+    Checker:tool("check", "Check the account.", {}, function(_, ctx)
+      ctx.wait_for_playout()
+      local st = w.session.audio.voice:stats()
+      heard_at_tool = { spoken = st.spoken, buffered = st.buffered }
+      return "all good"
+    end)
+    w = world("wait-for-playout", {
+      agent = Checker,
+      script = {
+        { input = "billing", content = "One moment while I check your account.",
+          tool_calls = { { name = "check", arguments = {} } } },
+        { input = "all good", content = "Your account is fine." },
+      },
+    })
+    local clip = assert(w.room:play(BILLING))
+    eventually(function() return #messages(w.session) >= 3 and w.session.agent_state == "listening" end, 20)
+    clip:close()
+    assert.is_table(heard_at_tool, "the tool did not run")
+    -- espeak-ng says the first sentence in ~2 s: all of it was published when the tool went on
+    assert.equal(0, heard_at_tool.buffered)
+    assert(heard_at_tool.spoken > 1.5 * RATE, "only " .. heard_at_tool.spoken .. " samples heard")
+    local m = messages(w.session)
+    assert.same({ "billing", "One moment while I check your account.", "Your account is fine." },
+      { m[1].content, m[2].content, m[3].content })
+    w.session:close()
+  end))
+
+  it("a handoff in a room: the new agent speaks with the same voice", rt.run(function()
+    local Billing = moonline.Agent:extend({ name = "Billing", instructions = "billing" })
+    function Billing:on_enter() self.session:say("Billing here.") end
+    local Front = moonline.Agent:extend({ name = "Front", instructions = "front" })
+    Front:tool("to_billing", "Transfer to billing.", {}, function() return Billing:new() end)
+    local w = world("handoff", {
+      agent = Front,
+      script = { { input = "billing", tool_calls = { { name = "to_billing", arguments = {} } } } },
+    })
+    local clip = assert(w.room:play(BILLING))
+    eventually(function()
+      local m = messages(w.session)
+      return m[#m] and m[#m].content == "Billing here." and w.session.agent_state == "listening"
+    end, 20, "Billing's greeting to be heard")
+    clip:close()
+    assert.equal("Billing", w.session.current_agent.name)
+    assert(spoken(w) > 0.5 * RATE, "the greeting was not heard")
+    w.session:close()
   end))
 end)

@@ -26,7 +26,7 @@ static const char USAGE[] =
     "                                  uses OpenAI-compatible settings from the\n"
     "                                  environment, else the script's own llm\n"
     "  start [--ledger] FILE [--sip HOST:PORT] [--transport udp|tcp|both]\n"
-    "        [--grammar FILE.gram] [--voice NAME] [--for SECONDS]\n"
+    "        [--grammar FILE.gram] [--stt-pool N] [--voice NAME] [--for SECONDS]\n"
     "                                  answer SIP calls (default 127.0.0.1:5060)\n"
     "                                  with the agent of FILE, talking: local\n"
     "                                  pocketsphinx listens, espeak-ng speaks\n"

@@ -1,7 +1,7 @@
 -- moonline.start: serve an agent on the phone.
 --
 --   moonline start examples/weather.lua [--sip 127.0.0.1:5060] [--transport udp|tcp|both]
---                                       [--grammar FILE.gram] [--voice en-us] [--for SECONDS]
+--                                       [--grammar FILE.gram] [--stt-pool N] [--voice en-us] [--for SECONDS]
 --
 -- FILE is the same script `moonline console` runs (`return moonline.serve{…}`).
 -- Every inbound call is answered; a session of the script's agent talks in
@@ -22,7 +22,7 @@ local log = core.log
 local _M = {}
 
 local USAGE = "usage: moonline start FILE [--sip HOST:PORT] [--transport udp|tcp|both] [--grammar FILE.gram]"
-  .. " [--voice NAME] [--for SECONDS]"
+  .. " [--stt-pool N] [--voice NAME] [--for SECONDS]"
 
 local UsageError = { __tostring = function(e) return e.message end }
 local function usage_error(msg)
@@ -49,6 +49,9 @@ local function parse(args)
       o.transport = value(a)
     elseif a == "--grammar" then
       o.grammar = value(a)
+    elseif a == "--stt-pool" then
+      o.pool = tonumber(value(a))
+      if not o.pool or o.pool < 1 or o.pool % 1 ~= 0 then usage_error("--stt-pool wants a count of decoders") end
     elseif a == "--voice" then
       o.voice = value(a)
     elseif a == "--for" then
@@ -110,7 +113,9 @@ function _M.main(...)
   local llm, using = console.pick_llm(app)
   local tts, terr = voice.tts()
   if not tts then error("no TTS: " .. tostring(terr), 0) end
-  local stt, serr = voice.stt({ jsgf = o.grammar })
+  -- decoders: each is ~90 MB with the language model (~27 MB with a grammar);
+  -- callers beyond the pool wait their turn for one, utterance by utterance
+  local stt, serr = voice.stt({ jsgf = o.grammar, pool = o.pool })
   if not stt then error("no STT: " .. tostring(serr), 0) end
   local engines = { llm = llm, tts = tts, stt = stt, tts_options = o.voice and { voice = o.voice } or nil }
   local listener, err = sip.listen({

@@ -1,9 +1,12 @@
-/* moonline.voice (C half): local TTS and STT engines and voices (an agent's
- * audio in a room, engine/voice/voice_io.h) as resources of the scope that
- * opened them. Audio never reaches Lua: a voice reports events, Lua issues
+/* moonline.voice (C half): TTS and STT engines and voices (an agent's audio
+ * in a room, engine/voice/voice_io.h) as resources of the scope that opened
+ * them. Audio never reaches Lua: a voice reports events, Lua issues
  * commands.
  *
- *   core.tts_open() -> tts | nil, err
+ *   core.tts_open() -> tts | nil, err           (local: espeak-ng)
+ *   core.tts_open({ url =, model =, voice =, api_key =, timeout =, idle_timeout =, max_buffer =,
+ *                   ca_file =, insecure = }) -> tts | nil, err   (remote: OpenAI-compatible)
+ *   tts:name() -> "espeak-ng" | "openai-http"
  *   core.stt_open([{ hmm =, lm =, dict =, jsgf =, pool =, partial_ms =, buffer_ms =, max_utt_ms = }])
  *     -> stt | nil, err
  *   core.voice_open(room, stt|nil, tts|nil [, opts]) -> voice | nil, err
@@ -24,10 +27,12 @@
  * it) detaches them first (voice_io cancels their requests or closes their
  * stream, then forgets the engine), so no voice ever holds a dead engine. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ml_bind.h"
+#include "tts_http.h"
 #include "voice_io.h"
 
 static const char TTS_MT[] = "moonline.tts";
@@ -36,7 +41,7 @@ static const char VOICE_MT[] = "moonline.voice";
 
 typedef struct tts_res {
   ml_res res; /* first */
-  ml_tts_espeak *tts;
+  ml_tts_engine *tts; /* tts.h: espeak-ng or a remote server */
   ml_list voices; /* voice_res.tts_link */
 } tts_res;
 
@@ -66,7 +71,7 @@ static void tts_close(ml_res *r)
     ml_list_remove(&vr->tts_link);
     ml_voice_io_detach_tts(vr->v);
   }
-  ml_tts_espeak_close(tr->tts, on_engine_closed, r); /* after its cancelled requests' on_done */
+  ml_tts_close(tr->tts, on_engine_closed, r); /* after its cancelled requests' on_done */
 }
 
 static void stt_close(ml_res *r)
@@ -84,23 +89,6 @@ static void res_free(ml_res *r) { free(r); }
 
 static ml_res_type tts_type = {"tts", 0, tts_close, res_free};
 static ml_res_type stt_type = {"stt", 0, stt_close, res_free};
-
-static int l_tts_open(lua_State *L)
-{
-  ml_task *t = ml_bind_task(L, "voice.tts");
-  tts_res *tr = calloc(1, sizeof *tr);
-  if (!tr) return luaL_error(L, "out of memory");
-  tr->tts = ml_tts_espeak_create(t->loop->uv);
-  if (!tr->tts) {
-    free(tr);
-    lua_pushnil(L);
-    lua_pushliteral(L, "the TTS engine did not start (worker thread)");
-    return 2;
-  }
-  ml_list_init(&tr->voices);
-  ml_bind_open(L, t->loop, &tr->res, &tts_type, t->cur, TTS_MT);
-  return 1;
-}
 
 static const char *opt_string(lua_State *L, int idx, const char *name)
 {
@@ -128,6 +116,71 @@ static unsigned opt_uint(lua_State *L, int idx, const char *name, unsigned def, 
   }
   lua_pop(L, 1);
   return v;
+}
+
+/* seconds -> ms (0: the default) */
+static unsigned opt_ms(lua_State *L, int idx, const char *name)
+{
+  lua_getfield(L, idx, name);
+  unsigned ms = 0;
+  if (!lua_isnil(L, -1)) {
+    lua_Number sec = lua_tonumber(L, -1);
+    if (!lua_isnumber(L, -1) || !(sec > 0) || sec > 3600)
+      luaL_error(L, "moonline.voice: option '%s' must be a number of seconds in (0, 3600]", name);
+    ms = (unsigned)(sec * 1000 + 0.5);
+    if (!ms) ms = 1;
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* tts_open([opts]): with opts.url a remote OpenAI-compatible engine, else espeak-ng */
+static int l_tts_open(lua_State *L)
+{
+  ml_task *t = ml_bind_task(L, "voice.tts");
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  const char *url = opt_string(L, 1, "url");
+  ml_tts_http_config hc = {0};
+  if (url) {
+    hc.url = url;
+    hc.model = opt_string(L, 1, "model");
+    hc.voice = opt_string(L, 1, "voice");
+    hc.api_key = opt_string(L, 1, "api_key");
+    hc.ca_file = opt_string(L, 1, "ca_file");
+    lua_getfield(L, 1, "insecure");
+    hc.insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    hc.timeout_ms = opt_ms(L, 1, "timeout");
+    hc.idle_ms = opt_ms(L, 1, "idle_timeout");
+    hc.max_buffer = opt_uint(L, 1, "max_buffer", 0, 64u << 20);
+  }
+  tts_res *tr = calloc(1, sizeof *tr);
+  if (!tr) return luaL_error(L, "out of memory");
+  char err[256];
+  if (url) {
+    ml_tts_http *h = ml_tts_http_create(t->loop, &hc, err, sizeof err);
+    tr->tts = ml_tts_http_engine(h);
+  } else {
+    tr->tts = ml_tts_espeak_engine(ml_tts_espeak_create(t->loop->uv));
+    snprintf(err, sizeof err, "the TTS engine did not start (worker thread)");
+  }
+  if (!tr->tts) {
+    free(tr);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  ml_list_init(&tr->voices);
+  ml_bind_open(L, t->loop, &tr->res, &tts_type, t->cur, TTS_MT);
+  return 1;
+}
+
+static int l_tts_name(lua_State *L)
+{
+  tts_res *tr = (tts_res *)ml_box_get(L, 1, TTS_MT);
+  if (!tr || tr->res.state != ML_RES_OPEN) luaL_error(L, "moonline.voice: the TTS engine is closed");
+  lua_pushstring(L, ml_tts_engine_name(tr->tts));
+  return 1;
 }
 
 static int l_stt_open(lua_State *L)
@@ -215,7 +268,8 @@ static int l_voice_open(lua_State *L)
   ml_list_init(&vr->tts_link);
   ml_list_init(&vr->stt_link);
   const char *err = NULL;
-  vr->v = ml_voice_io_open(room, sr ? sr->stt : NULL, tr ? tr->tts : NULL, &cfg, on_voice_event, vr, &err);
+  vr->v =
+      ml_voice_io_open_engine(room, sr ? sr->stt : NULL, tr ? tr->tts : NULL, &cfg, on_voice_event, vr, &err);
   if (!vr->v) {
     free(vr);
     lua_pushnil(L);
@@ -396,6 +450,7 @@ static int l_voice_stats(lua_State *L)
 int ml_open_voice(lua_State *L)
 {
   static const luaL_Reg engine_methods[] = {{"close", ml_box_close}, {NULL, NULL}};
+  static const luaL_Reg tts_methods[] = {{"close", ml_box_close}, {"name", l_tts_name}, {NULL, NULL}};
   static const luaL_Reg voice_methods[] = {
       {"next", l_voice_next},     {"wait", l_voice_wait},           {"speak", l_voice_speak},
       {"finish", l_voice_finish}, {"interrupt", l_voice_interrupt}, {"pause", l_voice_pause},
@@ -403,7 +458,7 @@ int ml_open_voice(lua_State *L)
   ml_res_type_register(&tts_type);
   ml_res_type_register(&stt_type);
   ml_res_type_register(&voice_type);
-  ml_bind_class(L, TTS_MT, engine_methods);
+  ml_bind_class(L, TTS_MT, tts_methods);
   ml_bind_class(L, STT_MT, engine_methods);
   ml_bind_class(L, VOICE_MT, voice_methods);
   lua_pushcfunction(L, l_tts_open);

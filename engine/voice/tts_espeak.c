@@ -66,6 +66,7 @@ struct ml_tts_request {
 };
 
 struct ml_tts_espeak {
+  ml_tts_engine base; /* ml_tts_espeak_engine */
   uv_async_t async;
   ml_list reqs; /* live requests, in speak() order */
   int closing, handle_closing;
@@ -370,10 +371,13 @@ static void instance_maybe_close(ml_tts_espeak *t)
 
 /* ---- API ------------------------------------------------------------------------ */
 
+static const ml_tts_engine_ops espeak_ops;
+
 ml_tts_espeak *ml_tts_espeak_create(uv_loop_t *loop)
 {
   ml_tts_espeak *t = calloc(1, sizeof *t);
   if (!t) return NULL;
+  t->base.ops = &espeak_ops;
   ml_list_init(&t->reqs);
   if (worker_acquire() != 0) {
     free(t);
@@ -473,20 +477,26 @@ size_t ml_tts_request_buffered(ml_tts_request *r)
   return n;
 }
 
-const char *ml_tts_status_name(int status)
+/* ---- the engine interface (tts.h) ---------------------------------------------- */
+
+static ml_tts_request *op_speak(ml_tts_engine *e, const char *utf8_text, const ml_tts_options *opts,
+                                ml_tts_audio_cb on_audio, ml_tts_done_cb on_done, void *ud)
 {
-  switch (status) {
-  case ML_TTS_OK:
-    return "ok";
-  case ML_TTS_CANCELLED:
-    return "cancelled";
-  case ML_TTS_ERR_VOICE:
-    return "unknown voice";
-  case ML_TTS_ERR_ENGINE:
-    return "espeak-ng failed";
-  case ML_TTS_ERR_NOMEM:
-    return "out of memory";
-  default:
-    return "?";
-  }
+  return ml_tts_espeak_speak((ml_tts_espeak *)e, utf8_text, opts, on_audio, on_done, ud);
 }
+
+static void op_close(ml_tts_engine *e, void (*on_closed)(void *data), void *data)
+{
+  ml_tts_espeak_close((ml_tts_espeak *)e, on_closed, data);
+}
+
+static const ml_tts_engine_ops espeak_ops = {
+    .name = "espeak-ng",
+    .speak = op_speak,
+    .cancel = ml_tts_request_cancel,
+    .resume = ml_tts_request_resume,
+    .error = NULL, /* the status says it all */
+    .close = op_close,
+};
+
+ml_tts_engine *ml_tts_espeak_engine(ml_tts_espeak *t) { return t ? &t->base : NULL; }

@@ -24,37 +24,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define ML_TTS_RATE 16000 /* Hz of the audio delivered */
+#include "tts.h" /* ML_TTS_RATE, statuses, options, callbacks, the engine interface */
+
 /* Ring per started request, in 16 kHz samples (1 s, 32 KB): a consumer that
  * takes less than it is offered (or a loop that lags) stops the worker here. */
 #define ML_TTS_RING_SAMPLES 16000
 
-/* on_done status */
-enum {
-  ML_TTS_OK = 0,
-  ML_TTS_CANCELLED = 1, /* ml_tts_request_cancel or ml_tts_espeak_close */
-  ML_TTS_ERR_VOICE = -1, /* espeak-ng does not know the voice */
-  ML_TTS_ERR_ENGINE = -2, /* espeak-ng failed to start (its data missing?) or to speak */
-  ML_TTS_ERR_NOMEM = -3,
-};
-
 typedef struct ml_tts_espeak ml_tts_espeak;
-typedef struct ml_tts_request ml_tts_request;
-
-/* 0 (or NULL) in a field: espeak-ng's default */
-typedef struct ml_tts_options {
-  const char *voice; /* espeak-ng voice name or language: "en-us" (default), "en-gb", "fr", … */
-  int rate_wpm; /* words per minute, 80..450; default 175 */
-  int pitch; /* 1..100; default 50 */
-  int volume; /* 1..200; default 100 */
-} ml_tts_options;
-
-/* pcm: n samples at 16 kHz, valid during the call. Return how many were
- * taken (normally n). Taking fewer pauses delivery of this request: the rest
- * stays buffered, the worker stops once the ring is full, and
- * ml_tts_request_resume offers the rest again. */
-typedef size_t (*ml_tts_audio_cb)(ml_tts_request *req, const int16_t *pcm, size_t n, void *ud);
-typedef void (*ml_tts_done_cb)(ml_tts_request *req, int status, void *ud);
 
 /* NULL if the worker thread could not start or out of memory. */
 ml_tts_espeak *ml_tts_espeak_create(uv_loop_t *loop);
@@ -83,6 +59,8 @@ void ml_tts_request_resume(ml_tts_request *req);
 /* Samples synthesised and not yet taken (at most ML_TTS_RING_SAMPLES). */
 size_t ml_tts_request_buffered(ml_tts_request *req);
 
-const char *ml_tts_status_name(int status);
+/* The instance as an ml_tts_engine (tts.h), "espeak-ng": its speak, cancel,
+ * resume and close are the functions above. */
+ml_tts_engine *ml_tts_espeak_engine(ml_tts_espeak *t);
 
 #endif

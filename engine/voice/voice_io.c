@@ -44,6 +44,7 @@ typedef struct vio_seg {
   ml_voice_io *v; /* NULL once orphaned: its on_done only frees it */
   vio_speech *sp;
   ml_tts_request *req; /* while submitted */
+  ml_tts_engine *eng; /* the engine req belongs to */
   uint32_t index;
   uint64_t samples;
   char text[];
@@ -66,7 +67,7 @@ struct ml_voice_io {
   ml_vad *vad;
   ml_stt_sphinx *stt;
   ml_stt_stream *stream;
-  ml_tts_espeak *tts;
+  ml_tts_engine *tts;
   ml_voice_config cfg;
   char voice_name[VOICE_NAME_MAX];
   ml_voice_notify_cb notify;
@@ -325,7 +326,7 @@ static void cur_cancel(ml_voice_io *v)
   v->cur = NULL;
   v->held = 0;
   s->v = NULL;
-  ml_tts_request_cancel(s->req);
+  ml_tts_cancel(s->eng, s->req);
 }
 
 /* The speech is over for the owner: remember its id, emit PLAYOUT. */
@@ -412,7 +413,6 @@ static void on_tts_audio_done(ml_tts_request *req, int status, void *ud)
 {
   vio_seg *s = ud;
   ml_voice_io *v = s->v;
-  (void)req;
   if (!v) {
     free(s);
     return;
@@ -425,7 +425,7 @@ static void on_tts_audio_done(ml_tts_request *req, int status, void *ud)
     e.pos = ml_vad_position(v->vad);
     emit(v, &e);
   } else {
-    emit_text(v, ML_VOICE_TTS_ERROR, sp->id, s->index, 0, ml_tts_status_name(status));
+    emit_text(v, ML_VOICE_TTS_ERROR, sp->id, s->index, 0, ml_tts_error(s->eng, req, status));
   }
   free(s);
   speeches_settle(v);
@@ -450,7 +450,8 @@ static void tts_pump(ml_voice_io *v)
     vio_seg *s = ml_container_of(sp->segs.next, vio_seg, link);
     ml_list_remove(&s->link);
     s->v = v;
-    s->req = ml_tts_espeak_speak(v->tts, s->text, &v->cfg.tts, on_tts_audio, on_tts_audio_done, s);
+    s->eng = v->tts;
+    s->req = ml_tts_speak(v->tts, s->text, &v->cfg.tts, on_tts_audio, on_tts_audio_done, s);
     if (s->req) {
       v->cur = s;
       return;
@@ -594,7 +595,7 @@ static void on_tick(ml_endpoint *e, void *data)
   speeches_settle(v);
   if (v->held && v->cur && v->len <= v->cap_max / 2) { /* in big steps, not a frame at a time */
     v->held = 0;
-    ml_tts_request_resume(v->cur->req);
+    ml_tts_resume(v->cur->eng, v->cur->req);
   }
   top_up(v);
 }
@@ -635,6 +636,13 @@ static void on_kicked(ml_room_member *m, void *data)
 ml_voice_io *ml_voice_io_open(ml_room *room, ml_stt_sphinx *stt, ml_tts_espeak *tts,
                               const ml_voice_config *cfg, ml_voice_notify_cb notify, void *data,
                               const char **err)
+{
+  return ml_voice_io_open_engine(room, stt, ml_tts_espeak_engine(tts), cfg, notify, data, err);
+}
+
+ml_voice_io *ml_voice_io_open_engine(ml_room *room, ml_stt_sphinx *stt, ml_tts_engine *tts,
+                                     const ml_voice_config *cfg, ml_voice_notify_cb notify, void *data,
+                                     const char **err)
 {
   const char *why = "out of memory";
   ml_voice_io *v = calloc(1, sizeof *v);

@@ -24,6 +24,7 @@
 
 #include "endpoint.h"
 #include "stt_sphinx.h"
+#include "tts.h"
 #include "tts_espeak.h"
 #include "vad.h"
 
@@ -95,8 +96,13 @@ typedef struct ml_voice_stats {
 void ml_voice_config_default(ml_voice_config *c);
 
 /* Join `room` as an endpoint (the room's loop is the voice's). stt and tts
- * may each be NULL (no transcripts; speak() fails). cfg NULL: defaults.
- * Returns NULL on out of memory or a full room (*err says which). */
+ * may each be NULL (no transcripts; speak() fails). tts is any engine
+ * (tts.h): espeak-ng, a remote server. cfg NULL: defaults. Returns NULL on
+ * out of memory or a full room (*err says which). */
+ml_voice_io *ml_voice_io_open_engine(ml_room *room, ml_stt_sphinx *stt, ml_tts_engine *tts,
+                                     const ml_voice_config *cfg, ml_voice_notify_cb notify, void *data,
+                                     const char **err);
+/* The same with the local engine (ml_tts_espeak_engine(tts)). */
 ml_voice_io *ml_voice_io_open(ml_room *room, ml_stt_sphinx *stt, ml_tts_espeak *tts,
                               const ml_voice_config *cfg, ml_voice_notify_cb notify, void *data,
                               const char **err);

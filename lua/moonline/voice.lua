@@ -1,9 +1,10 @@
 -- moonline.voice: an agent's audio in a room. Audio never enters Lua: a voice
--- hears the room (VAD, then local STT) and speaks into it (local TTS); Lua
--- sees events and issues commands.
+-- hears the room (VAD, then local STT) and speaks into it (local TTS, or a
+-- remote OpenAI-compatible one); Lua sees events and issues commands.
 --
 --   local voice = require "moonline.voice"
---   local tts = assert(voice.tts())                          -- espeak-ng
+--   local tts = assert(voice.tts())                          -- espeak-ng (or OPENAI_BASE_URL's)
+--   local tts = assert(voice.tts({ url = "http://127.0.0.1:8000/v1", voice = "alloy" }))
 --   local stt = assert(voice.stt({ jsgf = "menu.gram" }))    -- pocketsphinx (nil, err: model missing)
 --   local v = assert(voice.open(room, { stt = stt, tts = tts, min_silence_ms = 500 }))
 --   v:speak(1, "Hello!") ; v:finish(1)
@@ -26,9 +27,39 @@ local Voice = core.methods("moonline.voice")
 
 local _M = {}
 
---- tts() -> engine | nil, err: the local TTS (espeak-ng).
-function _M.tts()
-  return core.tts_open()
+local getenv = os.getenv
+
+local function env(name)
+  local v = getenv(name)
+  if v ~= nil and v ~= "" then return v end
+end
+
+--- tts([opts]) -> engine | nil, err.
+-- With a url (opts.url, else OPENAI_BASE_URL): a remote OpenAI-compatible
+-- engine (POST {url}/audio/speech, 24 kHz "pcm" streamed and resampled):
+--   voice.tts{ url = "http://127.0.0.1:8000/v1", model = "tts-1", voice = "alloy", api_key = "sk-…",
+--              timeout = 10, idle_timeout = 5, max_buffer = 65536, ca_file =, insecure = }
+-- model, voice and api_key default from MOONLINE_TTS_MODEL, MOONLINE_TTS_VOICE
+-- and OPENAI_API_KEY. opts.url = false forces the local engine.
+-- Without a url: the local TTS (espeak-ng). engine:name() tells which.
+function _M.tts(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("moonline.voice.tts: options must be a table", 2)
+  end
+  opts = opts or {}
+  local url = opts.url
+  if url == nil then url = env("OPENAI_BASE_URL") end
+  if not url then return core.tts_open() end
+  if type(url) ~= "string" then
+    error("moonline.voice.tts: url must be a string", 2)
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.url = url
+  o.model = opts.model or env("MOONLINE_TTS_MODEL")
+  o.voice = opts.voice or env("MOONLINE_TTS_VOICE")
+  o.api_key = opts.api_key or env("OPENAI_API_KEY")
+  return core.tts_open(o)
 end
 
 --- stt([{ jsgf =, lm =, dict =, hmm =, pool = 1, partial_ms = 500, buffer_ms = 10000 }])

@@ -111,7 +111,7 @@ function _M.main(...)
   local o = parse({ ... })
   local app = console.load(o.file)
   local llm, using = console.pick_llm(app)
-  local tts, terr = voice.tts()
+  local tts, terr = voice.tts() -- MOONLINE_TTS_URL: a remote OpenAI-compatible one, else espeak-ng
   if not tts then error("no TTS: " .. tostring(terr), 0) end
   -- decoders: each is ~90 MB with the language model (~27 MB with a grammar);
   -- callers beyond the pool wait their turn for one, utterance by utterance
@@ -124,8 +124,8 @@ function _M.main(...)
   })
   if not listener then error(tostring(err), 0) end -- "cannot listen on HOST:PORT: why"
   print(("moonline start: %s (%s) answering SIP calls on %s:%d/%s; %s; listening with pocketsphinx (%s),"
-    .. " speaking with espeak-ng"):format(app.name, o.file, o.host, o.port, o.transport, using,
-    o.grammar and ("grammar " .. o.grammar) or "en-us language model"))
+    .. " speaking with %s"):format(app.name, o.file, o.host, o.port, o.transport, using,
+    o.grammar and ("grammar " .. o.grammar) or "en-us language model", tts:name()))
   if app.instructions_note then print(app.instructions_note) end
   task.sleep(o.seconds or math.huge)
   listener:close()

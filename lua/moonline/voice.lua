@@ -3,7 +3,7 @@
 -- remote OpenAI-compatible one); Lua sees events and issues commands.
 --
 --   local voice = require "moonline.voice"
---   local tts = assert(voice.tts())                          -- espeak-ng (or OPENAI_BASE_URL's)
+--   local tts = assert(voice.tts())                          -- espeak-ng (or MOONLINE_TTS_URL's)
 --   local tts = assert(voice.tts({ url = "http://127.0.0.1:8000/v1", voice = "alloy" }))
 --   local stt = assert(voice.stt({ jsgf = "menu.gram" }))    -- pocketsphinx (nil, err: model missing)
 --   local v = assert(voice.open(room, { stt = stt, tts = tts, min_silence_ms = 500 }))
@@ -35,12 +35,13 @@ local function env(name)
 end
 
 --- tts([opts]) -> engine | nil, err.
--- With a url (opts.url, else OPENAI_BASE_URL): a remote OpenAI-compatible
+-- With a url (opts.url, else MOONLINE_TTS_URL): a remote OpenAI-compatible
 -- engine (POST {url}/audio/speech, 24 kHz "pcm" streamed and resampled):
 --   voice.tts{ url = "http://127.0.0.1:8000/v1", model = "tts-1", voice = "alloy", api_key = "sk-…",
 --              timeout = 10, idle_timeout = 5, max_buffer = 65536, ca_file =, insecure = }
 -- model, voice and api_key default from MOONLINE_TTS_MODEL, MOONLINE_TTS_VOICE
--- and OPENAI_API_KEY. opts.url = false forces the local engine.
+-- and MOONLINE_TTS_API_KEY (else OPENAI_API_KEY). opts.url = false forces the
+-- local engine. Not OPENAI_BASE_URL: that often names an LLM-only server.
 -- Without a url: the local TTS (espeak-ng). engine:name() tells which.
 function _M.tts(opts)
   if opts ~= nil and type(opts) ~= "table" then
@@ -48,7 +49,7 @@ function _M.tts(opts)
   end
   opts = opts or {}
   local url = opts.url
-  if url == nil then url = env("OPENAI_BASE_URL") end
+  if url == nil then url = env("MOONLINE_TTS_URL") end
   if not url then return core.tts_open() end
   if type(url) ~= "string" then
     error("moonline.voice.tts: url must be a string", 2)
@@ -58,7 +59,7 @@ function _M.tts(opts)
   o.url = url
   o.model = opts.model or env("MOONLINE_TTS_MODEL")
   o.voice = opts.voice or env("MOONLINE_TTS_VOICE")
-  o.api_key = opts.api_key or env("OPENAI_API_KEY")
+  o.api_key = opts.api_key or env("MOONLINE_TTS_API_KEY") or env("OPENAI_API_KEY")
   return core.tts_open(o)
 end
 

@@ -304,12 +304,12 @@ describe("remote TTS (OpenAI-compatible)", function()
     assert.matches("bad url", err)
   end))
 
-  it("defaults from OPENAI_BASE_URL, OPENAI_API_KEY, MOONLINE_TTS_MODEL, MOONLINE_TTS_VOICE", rt.run(function()
+  it("defaults from MOONLINE_TTS_URL, MOONLINE_TTS_API_KEY, MOONLINE_TTS_MODEL, MOONLINE_TTS_VOICE", rt.run(function()
     local ffi = require "ffi"
     pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *);")
     local srv = http_server.start({ responses = { speech_response(tone_pcm(0.2), 100, 0) } })
-    local vars = { OPENAI_BASE_URL = srv.url .. "/v1", OPENAI_API_KEY = "sk-env", MOONLINE_TTS_MODEL = "tts-1-hd",
-                   MOONLINE_TTS_VOICE = "echo" }
+    local vars = { MOONLINE_TTS_URL = srv.url .. "/v1", MOONLINE_TTS_API_KEY = "sk-env",
+                   MOONLINE_TTS_MODEL = "tts-1-hd", MOONLINE_TTS_VOICE = "echo" }
     local saved = {}
     for k, val in pairs(vars) do
       saved[k] = os.getenv(k)

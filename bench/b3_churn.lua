@@ -28,12 +28,9 @@ for _, a in ipairs(arg) do
 end
 N, SEED = positional[1] or N, positional[2] or SEED
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/statm"))
-  local _, res = f:read("*n", "*n")
-  f:close()
-  return res * 4
-end
+-- bench/lib/call_stats.lua, next to this script: rss_kb
+package.path = debug.getinfo(1, "S").source:match("^@?(.-)[^/]*$") .. "lib/?.lua;" .. package.path
+local rss_kb = require("call_stats").rss_kb
 
 -- The scenario: Shop's tool runs Confirm (an AgentTask) whose own LLM turn
 -- calls the tool that completes it; then the session says goodbye and closes.

@@ -6,13 +6,9 @@ local task = require "moonline.task"
 local N = tonumber(arg[1]) or 100000
 local BATCH = tonumber(arg[2]) or 1000
 
-local function rss_kb()
-  local f = io.open("/proc/self/statm")
-  if not f then return 0 end
-  local _, res = f:read("*n", "*n")
-  f:close()
-  return res * 4 -- pages of 4 KiB
-end
+-- bench/lib/call_stats.lua, next to this script: rss_kb
+package.path = debug.getinfo(1, "S").source:match("^@?(.-)[^/]*$") .. "lib/?.lua;" .. package.path
+local rss_kb = require("call_stats").rss_kb
 
 local function cycle_batch()
   local ts = {}

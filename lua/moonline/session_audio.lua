@@ -88,7 +88,7 @@ end
 
 -- Text is cut into sentences for the TTS as it streams in: the first
 -- sentence plays while the LLM writes the rest.
-local SENTENCE_END = "[%.!?;:]+[\"')%]]*%s+()"
+local SENTENCE = "^.-[%.!?;:]+[\"')%]]*%s+()" -- the text up to a sentence end, and where the rest starts
 local MAX_SEGMENT = 240
 
 local function record_of(self, sp)
@@ -130,7 +130,7 @@ function Audio:text(sp, delta)
   local r = record_of(self, sp)
   local buf = r.pending .. delta
   while true do
-    local cut = buf:match("^.-" .. SENTENCE_END)
+    local cut = buf:match(SENTENCE)
     if not cut and #buf > MAX_SEGMENT then
       cut = buf:find("%s", MAX_SEGMENT / 2) -- a long run without a sentence end: cut at a space
     end

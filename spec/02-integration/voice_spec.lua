@@ -7,29 +7,13 @@ local rt = require "runtime_helper"
 local task = require "moonline.task"
 local room = require "moonline.room"
 local voice = require "moonline.voice"
+local voice_events = require "support.voice_events"
+local until_event, of_type = voice_events.until_event, voice_events.of_type
 
 local GRAMMAR = "spec/fixtures/stt_ivr.gram"
 local LONG = "It was a bright cold day in April, and the clocks were striking thirteen. Winston Smith, "
   .. "his chin nuzzled into his breast in an effort to escape the vile wind, slipped quickly through "
   .. "the glass doors of Victory Mansions."
-
--- events until one matches pred (collected in order), within seconds
-local function until_event(v, pred, seconds)
-  local seen = {}
-  local ok, found = task.with_timeout(seconds or 20, function()
-    while true do
-      local ev = assert(v:next_event())
-      seen[#seen + 1] = ev
-      if pred(ev) then return ev end
-    end
-  end)
-  assert(ok, "no such event; saw " .. #seen)
-  return found, seen
-end
-
-local function of_type(t, id)
-  return function(ev) return ev.type == t and (id == nil or ev.id == id) end
-end
 
 -- the loudest sample (of 32767) in an s16le string
 local function peak(pcm)

@@ -8,6 +8,7 @@ local task = require "moonline.task"
 local audio = require "support.audio"
 local baresip = require "support.baresip"
 local process = require "support.process"
+local net = require "support.net"
 
 local MOONLINE = (os.getenv("MOONLINE_BUILD") or "build") .. "/moonline"
 local HOST = "127.0.0.1"
@@ -24,7 +25,7 @@ describe("baresip calls the voice agent (moonline start)", function()
     local question = baresip.speech(dir, "What is the weather in Paris?")
     local source = dir .. "/caller.wav"
     audio.sox({ question, source, "pad", "4", "6" })
-    local port = baresip.free_port()
+    local port = net.free_port()
     local agent = process.start(MOONLINE, { "start", "--ledger", "examples/weather.lua", "--sip",
       HOST .. ":" .. port, "--for", "17" }, { env = { MOONLINE_LOG = "info" } })
     local up = task.with_timeout(10, function()

@@ -24,6 +24,7 @@
 --             <seconds>. Its output is flushed only when it exits: read it then.
 local task = require "moonline.task"
 local process = require "support.process"
+local net = require "support.net"
 local audio = require "support.audio"
 local uv = require "luv"
 
@@ -107,21 +108,12 @@ function _M.call(dir, source, target, seconds)
     { timeout = seconds + 15, cwd = dir })
 end
 
---- free_port() -> a UDP port of 127.0.0.1 that was free a moment ago
-function _M.free_port()
-  local udp = uv.new_udp()
-  assert(udp:bind("127.0.0.1", 0))
-  local port = udp:getsockname().port
-  udp:close()
-  return port
-end
-
 --- answer(dir, source_wav, seconds) -> proc, port: baresip listening on
 -- 127.0.0.1:port as sip:human@127.0.0.1, answering every call at once and
 -- saying source_wav; it quits after `seconds`. proc (support.process) is
 -- stopped when the current scope ends; proc:wait(t) -> code, signal, stdout, stderr.
 function _M.answer(dir, source, seconds)
-  local port = _M.free_port()
+  local port = net.free_port()
   configure(dir, source, "127.0.0.1:" .. port, "<sip:human@127.0.0.1>;regint=0;answermode=auto")
   local proc = process.start(_M.BARESIP, { "-f", dir, "-s", "-t", tostring(seconds) }, { cwd = dir })
   return proc, port

@@ -517,9 +517,18 @@ static void test_backpressure_and_errors(void)
   world_open(&w, NULL, tts, &cfg);
   CHECK_EQ(ml_voice_io_speak(w.v, 1, paragraph), 0);
   ml_voice_io_finish(w.v, 1);
+  /* no tick yet, so nothing plays: 16 s of speech meet the 500 ms buffer and
+   * the TTS must be held (with ticks from the start, a fast reader could
+   * keep the buffer below its cap: it did once in four runs) */
+  ml_voice_stats st;
+  for (uint64_t t0 = now_ns(); now_ns() - t0 < 5000000000ull; usleep(1000)) {
+    uv_run(loop->uv, UV_RUN_NOWAIT);
+    ml_voice_io_stats_get(w.v, &st);
+    if (st.tts_held) break;
+  }
+  CHECK(st.buffered <= MS(500));
   int p = wait_ev(&w, ML_VOICE_PLAYOUT, 1, 1, 30000);
   MUST(p >= 0);
-  ml_voice_stats st;
   ml_voice_io_stats_get(w.v, &st);
   printf("  500 ms buffer: the TTS was held %llu times; %.1f s played\n", (unsigned long long)st.tts_held,
          (double)w.ev[p].e.played / RATE);
@@ -586,9 +595,16 @@ static void test_detach(void)
   TEST_BEGIN("TTS and STT engines closed under the voice");
   ml_tts_espeak *t2 = ml_tts_espeak_create(loop->uv);
   MUST(t2);
+  /* a text long enough (~5 min of speech, > 1 s to synthesize even at
+   * espeak-ng's ~300x real time) that its request is still running when the
+   * engine goes a few ms after its first audio; the paragraph alone (16 s)
+   * could be synthesized whole by then on an idle machine (seen in CI) */
+  static char long_text[20 * 1024];
+  long_text[0] = 0;
+  for (int i = 0; i < 20; i++) strncat(long_text, paragraph, sizeof long_text - strlen(long_text) - 2);
   world w;
   world_open(&w, stt, t2, NULL);
-  CHECK_EQ(ml_voice_io_speak(w.v, 1, paragraph), 0);
+  CHECK_EQ(ml_voice_io_speak(w.v, 1, long_text), 0);
   CHECK_EQ(ml_voice_io_speak(w.v, 1, "and more"), 0);
   /* some audio, then the engine goes mid-segment */
   ml_voice_stats st;
